@@ -139,6 +139,11 @@ class Worker:
     def output(self) -> str:
         return self.process.output() if self.process is not None else ""
 
+    def reset(self) -> None:
+        """Forget every object kept for earlier calls (between two gradings)."""
+        if self.process is not None and self.process.alive() and self._ready:
+            self.request({"op": "reset"})
+
     def pause(self) -> None:
         if self.process is not None:
             self.process.pause()

@@ -205,6 +205,12 @@ class Worker:
         gc.collect()
         return None
 
+    def op_reset(self, request):
+        self.objects.clear()
+        self.ids.clear()
+        gc.collect()
+        return None
+
     def op_vjp(self, request):
         fn = self.target(request["target"])
         args = list(self.resolve(request.get("args", [])))

@@ -1,0 +1,132 @@
+"""`grade`: the command line.
+
+    grade submit FILE... [--exercise NAME] [--results PATH]   grade submissions
+    grade list                                                the exercises
+    grade verify [--exercise NAME]...                         prove the graders right
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from runner import exercises
+from runner.grade import Options, close_reference_workers, grade
+from runner.report import print_result
+from runner.results import write_json_atomic
+from runner.sandbox import NOT_ISOLATED_WARNING, SandboxUnavailable, resolve_mode
+from runner.submission import UnusableSubmission, read
+
+
+def die(message: str) -> None:
+    """Unusable input: one line on stderr, exit status 2."""
+    click.echo(f"grade: error: {message}", err=True)
+    sys.exit(2)
+
+
+def exercise_for(path: Path, name: str | None) -> exercises.Exercise:
+    try:
+        return exercises.load(name or path.stem)
+    except exercises.UnknownExercise as e:
+        hint = "" if name else " (taken from the file name; pass --exercise NAME)"
+        die(f"{path.name}: {e}{hint}")
+
+
+def check_sandbox(mode: str) -> str:
+    try:
+        resolved = resolve_mode(mode)
+    except SandboxUnavailable as e:
+        die(str(e))
+    if resolved == "none":
+        click.echo(NOT_ISOLATED_WARNING, err=True)
+    return resolved
+
+
+sandbox_option = click.option("--sandbox", type=click.Choice(["auto", "required", "none"]),
+                              default="auto", show_default=True,
+                              help="auto: bubblewrap if installed, else an unisolated subprocess "
+                                   "(with a warning); required: fail without bubblewrap.")
+device_option = click.option("--device", default="auto", show_default=True,
+                             help="auto, cpu, cuda or cuda:N")
+
+
+@click.group()
+def main() -> None:
+    """Autograder for the PyTorch exercises of the course notes."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--exercise", "exercise_name", help="Exercise name (default: from the file name).")
+@click.option("--results", "results_path", type=click.Path(path_type=Path),
+              help="Also write Gradescope results.json (a directory when grading several files).")
+@click.option("--seed", type=int, help="Input seed (default: a fresh secret one; recorded in results).")
+@click.option("--test", "tests", multiple=True, help="Run only this test (repeatable).")
+@sandbox_option
+@device_option
+def submit(files, exercise_name, results_path, seed, tests, sandbox, device):
+    """Grade FILES and print a per-test report (exit 0 whenever grading finished)."""
+    targets = []
+    for path in files:  # validate everything before grading anything
+        exercise = exercise_for(path, exercise_name)
+        try:
+            targets.append((read(path), exercise))
+        except UnusableSubmission as e:
+            die(str(e))
+    check_sandbox(sandbox)
+    options = Options(seed=seed, sandbox=sandbox, device=device, tests=list(tests) or None)
+    console = Console()
+    try:
+        for submission, exercise in targets:
+            result = grade(submission, exercise, options)
+            print_result(result, console)
+            if results_path is not None:
+                out = results_path
+                if len(targets) > 1:
+                    out = results_path / f"{submission.path.stem}.results.json"
+                write_json_atomic(out, result.to_gradescope())
+    finally:
+        close_reference_workers(options)
+
+
+@main.command(name="list")
+def list_exercises():
+    """The exercises, their points and limits."""
+    from rich.table import Table
+
+    from runner.verify import collect_points
+
+    table = Table(title="exercises")
+    for col in ("exercise", "title", "tests", "points", "time limit", "memory", "speed budget"):
+        table.add_column(col)
+    for ex in exercises.all_exercises():
+        tests = collect_points(ex)
+        table.add_row(ex.name, ex.title, str(len(tests)), f"{sum(tests.values()):g}",
+                      f"{ex.time_limit:g} s", f"{ex.limits.memory_mb} MiB",
+                      f"{ex.speed_budget:g}x" if ex.speed_budget else "—")
+    Console().print(table)
+
+
+@main.command()
+@click.option("--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
+@click.option("--quick", is_flag=True, help="Mutants run only the tests they target (the default "
+              "runs every test for every solution).")
+@sandbox_option
+def verify(names, quick, sandbox):
+    """Reference = full marks, stub = 0 (not implemented), every mutant loses its points."""
+    from runner.verify import verify_all
+
+    check_sandbox(sandbox)
+    for name in names:
+        try:
+            exercises.load(name)
+        except exercises.UnknownExercise as e:
+            die(str(e))
+    ok = verify_all(list(names) or exercises.names(), sandbox=sandbox, quick=quick, console=Console())
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
