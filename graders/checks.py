@@ -9,6 +9,7 @@ fixtures provided by the grading plugin:
     rng                  a torch.Generator seeded from this run's secret seed
     device               "cpu" or "cuda"
     exercise             the exercise manifest (limits, banned APIs, settings)
+    note                 note("...") adds a remark to the test's message
 
 and use the helpers below, which raise ``Failure`` with a message that names
 the mistake.  Decorate tests with ``@points(n)``, optionally ``@hidden``,

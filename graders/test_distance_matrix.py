@@ -165,7 +165,7 @@ def test_nearest_neighbors_ties_and_duplicates(student, reference, rng, device):
 
 
 @points(2)
-def test_speed(student, reference, rng, device, exercise, request):
+def test_speed(student, reference, rng, device, exercise, note):
     """At most 3x the reference's time at N=2048, D=16"""
     n, d = exercise.settings["speed_n"], exercise.settings["speed_d"]
     result = checks.measure_speed(
@@ -175,5 +175,5 @@ def test_speed(student, reference, rng, device, exercise, request):
     def outputs_close(got, want):
         checks.assert_close(got, want, what="pairwise_distances(x) in the timed runs", **ACCURACY)
 
-    request.node.grade_note = checks.assert_speed(result, exercise.speed_budget,
-                                                  what="pairwise_distances", outputs_close=outputs_close)
+    note(checks.assert_speed(result, exercise.speed_budget, what="pairwise_distances",
+                             outputs_close=outputs_close))

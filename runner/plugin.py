@@ -64,6 +64,13 @@ class GradingPlugin:
         return self._device
 
     @pytest.fixture
+    def note(self, request):
+        """``note("...")`` adds a remark to this test's message (shown even when it passes)."""
+        def add(text: str) -> None:
+            request.node.grade_note = f"{getattr(request.node, 'grade_note', '')} {text}".strip()
+        return add
+
+    @pytest.fixture
     def rng(self, request) -> torch.Generator:
         """Seeded from the run's secret seed and the test's name (order-independent)."""
         digest = hashlib.sha256(f"{self._seed}:{request.node.name}".encode()).digest()
@@ -88,6 +95,15 @@ class GradingPlugin:
         self._started[item.nodeid] = time.monotonic()
         if self._rejection is not None and not item.get_closest_marker("gpu"):
             raise self._rejection
+
+    def pytest_runtest_teardown(self, item):
+        """Objects a test made in the workers do not outlive the test."""
+        for worker in (self._student, self._reference):
+            if worker is not None:
+                try:
+                    worker.reset()
+                except Exception:
+                    worker.stop()  # a fresh worker starts for the next test
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):

@@ -318,11 +318,20 @@ def digest(value) -> list[dict]:
         if isinstance(v, torch.Tensor):
             wire.check_plain_tensor(v)
             d = v.detach()
-            finite = torch.isfinite(d) if d.is_floating_point() else torch.ones_like(d, dtype=torch.bool)
-            dd = torch.where(finite, d, 0).double()
+            if not (d.is_floating_point() or d.dtype == torch.bool):
+                d64 = d.to(torch.float64)
+                total, absolute, nonfinite = d64.sum(), d64.abs().sum(), 0
+            else:
+                total = d.sum(dtype=torch.float64)
+                absolute = d.abs().sum(dtype=torch.float64) if d.dtype != torch.bool else total
+                nonfinite = 0
+                if not (torch.isfinite(total) and torch.isfinite(absolute)):
+                    finite = torch.isfinite(d)
+                    nonfinite = int((~finite).sum())
+                    clean = torch.where(finite, d, 0).to(torch.float64)
+                    total, absolute = clean.sum(), clean.abs().sum()
             leaves.append({"shape": list(d.shape), "dtype": str(d.dtype), "device": str(d.device),
-                           "sum": float(dd.sum()), "abs": float(dd.abs().sum()),
-                           "nonfinite": int((~finite).sum())})
+                           "sum": float(total), "abs": float(absolute), "nonfinite": nonfinite})
         elif isinstance(v, (list, tuple)):
             for x in v:
                 walk(x)
