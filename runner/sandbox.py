@@ -3,7 +3,7 @@
 Two isolation levels:
 
 * ``bwrap``: bubblewrap with every namespace unshared (no network, own PID
-  namespace, own mounts), a read-only view of the Python installation and
+  namespace, own mounts), a seccomp filter that refuses new processes, a read-only view of the Python installation and
   the two harness files, the submission bound read-only at /submission, a
   size-capped tmpfs at /tmp, and nothing else: reference/, graders/ and the
   results location do not exist in there.  The worker runs under a fresh
@@ -31,6 +31,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import seccomp
+
 HARNESS_FILES = ("worker.py", "wire.py")
 HARNESS_DIR = Path(__file__).resolve().parent
 SANDBOX_UID_RANGE = (100_000, 160_000)  # fresh, unused uids: one per worker
@@ -48,7 +50,7 @@ class Limits:
     cpu_seconds: int = 600         # CPU time over the worker's life
     file_size_mb: int = 64         # largest file it may write
     tmp_mb: int = 128              # size of its /tmp
-    processes: int = 256           # processes + threads of its uid
+    processes: int = 128           # threads of its uid (new processes are refused by seccomp)
     open_files: int = 256
     output_bytes: int = 1 << 20    # stdout+stderr kept; more than 64x this kills the worker
     reply_mb: int = 256            # largest reply the judge will read
@@ -159,6 +161,7 @@ class WorkerProcess:
         worker_args = ["--module-name", spec.module_name, "--threads", str(spec.threads),
                        "--device", spec.device, "--max-reply-mb", str(spec.limits.reply_mb),
                        "--fd-in", str(req_r), "--fd-out", str(rep_w)]
+        self._extra_fds: list[int] = []
         if self.mode == "bwrap":
             argv = self._bwrap_argv(harness, subdir, worker_args)
             env = {"PATH": "/usr/bin:/bin"}
@@ -168,9 +171,9 @@ class WorkerProcess:
             env = self._worker_env(tmp=str(self.workdir))
         self.popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
-            pass_fds=(req_r, rep_w), env=env, cwd=str(self.workdir),
+            pass_fds=(req_r, rep_w, *self._extra_fds), env=env, cwd=str(self.workdir),
             start_new_session=True, preexec_fn=_set_rlimits(spec.limits, spec.device))
-        for fd in (req_r, rep_w, out_w):
+        for fd in (req_r, rep_w, out_w, *self._extra_fds):
             os.close(fd)
         self.fd_in, self.fd_out = rep_r, req_w  # judge reads replies, writes requests
         self._drain = threading.Thread(target=self._drain_output, args=(out_r,), daemon=True)
@@ -212,6 +215,13 @@ class WorkerProcess:
             hidden = hidden.resolve()
             if any(hidden.is_relative_to(src) for src, _ in binds) and hidden.exists():
                 args += ["--tmpfs", str(hidden)] if hidden.is_dir() else ["--ro-bind", "/dev/null", str(hidden)]
+        bpf = seccomp.compile_filter()
+        if bpf is not None:
+            bpf_path = self.workdir / "seccomp.bpf"
+            bpf_path.write_bytes(bpf)
+            fd = os.open(bpf_path, os.O_RDONLY)
+            self._extra_fds.append(fd)
+            args += ["--seccomp", str(fd)]
         args += ["--clearenv"]
         for k, v in self._worker_env(tmp="/tmp").items():
             args += ["--setenv", k, v]

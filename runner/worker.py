@@ -284,7 +284,7 @@ class Worker:
         message = str(exc) if not isinstance(exc, SystemExit) else f"exit code {exc.code!r}"
         return {"status": "error", "error": {
             "type": type(exc).__name__,
-            "harness": isinstance(exc, (HarnessError, wire.WireError)),
+            "harness": isinstance(exc, HarnessError),  # unencodable results are the student's
             "message": message[:4000],
             "traceback": "\n".join(lines)[:4000],
         }}
