@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -101,8 +102,15 @@ def run_grader(exercise: Exercise, plugin: GradingPlugin, tests: list[str] | Non
                       "--rootdir", str(ROOT), "-c", str(GRADERS / "pytest.ini"),
                       "--import-mode=importlib", "-W", "ignore::DeprecationWarning"]
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        code = pytest.main(args, plugins=[plugin])
+    # pytest.main may run inside another pytest session (the project's own tests):
+    # keep the outer session's bookkeeping variable intact.
+    outer = os.environ.get("PYTEST_CURRENT_TEST")
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            code = pytest.main(args, plugins=[plugin])
+    finally:
+        if outer is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = outer
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not plugin.outcomes:
         raise RuntimeError(f"the grader for {exercise.name} could not run (pytest exit {code}):\n"
                            f"{sink.getvalue()[-3000:]}")

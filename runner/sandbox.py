@@ -36,6 +36,7 @@ from . import seccomp
 HARNESS_FILES = ("worker.py", "wire.py")
 HARNESS_DIR = Path(__file__).resolve().parent
 SANDBOX_UID_RANGE = (100_000, 160_000)  # fresh, unused uids: one per worker
+ALLOCATED_UIDS: list[int] = []          # every uid this process handed to a worker
 
 
 class SandboxUnavailable(Exception):
@@ -135,6 +136,7 @@ class WorkerProcess:
         self.mode = mode
         self.workdir = Path(tempfile.mkdtemp(prefix="grade-worker-"))
         self.stage_dir: Path | None = None
+        self.uid: int | None = None   # the worker's own uid (when the judge runs as root)
         self._output = bytearray()
         self._output_total = 0
         self.output_exceeded = False
@@ -232,7 +234,8 @@ class WorkerProcess:
             return bwrap
         # Root: private mount namespace -> bind the sources onto world-reachable
         # stage paths -> become a fresh unprivileged uid -> bwrap.
-        uid = random.randrange(*SANDBOX_UID_RANGE)
+        uid = self.uid = random.randrange(*SANDBOX_UID_RANGE)
+        ALLOCATED_UIDS.append(uid)
         script = ('i=0; for src in "$@"; do [ "$src" = "--" ] && break; '
                   'mount --bind "$src" "$STAGE/$i" || exit 97; i=$((i+1)); done; '
                   'while [ "$1" != "--" ]; do shift; done; shift; exec "$@"')

@@ -135,10 +135,10 @@ class Encoder:
     def _tensor(self, t: torch.Tensor):
         check_plain_tensor(t)
         device = str(t.device)
-        data = t.detach().to("cpu", copy=True).resolve_conj().resolve_neg().contiguous()
-        self.nbytes += data.numel() * data.element_size()
+        self.nbytes += t.numel() * t.element_size()   # checked before any copy is made
         if self.max_bytes is not None and self.nbytes > self.max_bytes:
             raise WireError(f"the value is larger than the {self.max_bytes >> 20} MiB limit")
+        data = t.detach().to("cpu", copy=True).resolve_conj().resolve_neg().contiguous()
         name = f"t{len(self.tensors)}"
         self.tensors[name] = data
         return {"$tensor": name, "device": device}

@@ -1,0 +1,3 @@
+"""Hostile: loops forever at import."""
+while True:
+    pass
