@@ -167,7 +167,7 @@ def assert_close(actual, expected: torch.Tensor, *, what: str, dtype: torch.dtyp
     err = (a - e).abs()
     err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
     err = torch.where(same, torch.zeros_like(err), err)
-    bad = err > atol + rtol * e.abs()
+    bad = err > atol + rtol * e.abs().nan_to_num(nan=0.0, posinf=0.0)
     if bad.any():
         worst = int(err.flatten().argmax())
         rel = torch.where(bad, err / e.abs().clamp_min(1e-300), torch.zeros_like(err))

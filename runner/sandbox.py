@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,15 @@ def _python_roots() -> list[Path]:
         if not any(r.is_relative_to(o) for o in out):
             out.append(r)
     return out
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:].split()[0].decode()
+    except (OSError, ValueError, IndexError):
+        return ""
 
 
 class WorkerProcess:
@@ -314,8 +324,13 @@ class WorkerProcess:
 
     def pause(self) -> None:
         """Freeze the worker so it cannot compete for CPU while the other arm is timed."""
-        if self.alive():
-            self._signal_tree(signal.SIGSTOP)
+        if not self.alive():
+            return
+        self._signal_tree(signal.SIGSTOP)
+        deadline = time.monotonic() + 1.0   # SIGSTOP lands asynchronously: wait for it
+        while time.monotonic() < deadline and any(_state(p) not in ("T", "t", "Z", "X", "")
+                                                  for p in self._tree()):
+            time.sleep(0.001)
 
     def resume(self) -> None:
         if self.alive():

@@ -27,3 +27,8 @@ def grade_file(reference_workers):
                           reference_workers=reference_workers)
         return grade(read(path), exercises.load(exercise), options)
     return run
+
+
+def pytest_configure(config):
+    for marker in ("points(n)", "visibility(v)", "hint(text)", "gpu"):
+        config.addinivalue_line("markers", marker)
