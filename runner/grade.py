@@ -136,7 +136,10 @@ def grade(submission: Submission, exercise: Exercise, options: Options | None = 
         output = student.output() if student is not None else ""
         if student is not None:
             student.stop()
-        reference.reset()
+        try:
+            reference.reset()
+        except Exception:
+            reference.stop()   # restarted on demand by the next grading
 
     return GradingResult(
         exercise=exercise.name, submission=str(submission.path), sha256=submission.sha256,

@@ -206,6 +206,7 @@ class WorkerProcess:
         for extra in ("/etc/ld.so.cache", "/etc/localtime"):
             if os.path.exists(extra):
                 binds.append((Path(extra), extra))
+        # --die-with-parent: if the judge dies, bwrap and everything in the sandbox die too.
         args = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
                 "--new-session", "--hostname", "sandbox", "--uid", "65534", "--gid", "65534"]
         for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"):
@@ -215,6 +216,9 @@ class WorkerProcess:
                 args += ["--ro-bind", top, top]
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--size", str(spec.limits.tmp_mb << 20), "--tmpfs", "/tmp"]
+        if spec.device.startswith("cuda"):  # GPU-only (never run in CI): the NVIDIA device nodes
+            for node in sorted(Path("/dev").glob("nvidia*")):
+                args += ["--dev-bind", str(node), str(node)]
         is_root = os.geteuid() == 0
         sources: list[str] = []
         for i, (src, dest) in enumerate(binds):
