@@ -26,6 +26,8 @@ def test_allowed_code_is_not_flagged():
     assert not findings("import torch\ny = 1 / (1 + torch.exp(-x))")
     assert not findings("import torch.nn.functional as F\nF.logsigmoid(x)")
     assert not findings("self.sigmoid = MySigmoid.apply\ny = self.sigmoid(x)")
+    assert not findings("ctx.sigmoid = out\ny = ctx.sigmoid * 2")     # the file's own attribute
+    assert findings("ctx.other = out\ny = ctx.sigmoid * 2")
 
 
 def test_dynamic_access_is_flagged():
