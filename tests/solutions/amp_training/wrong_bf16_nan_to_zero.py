@@ -1,0 +1,28 @@
+"""Mutant: bfloat16 zeroes non-finite gradients and steps anyway (momentum still moves the weights).
+
+expect-fail: test_nonfinite_batch_skipped
+expect-message: skipped
+"""
+import torch
+
+
+def train_amp(model, loss_fn, batches, optimizer, *, device_type, dtype=torch.float16,
+              max_grad_norm=None):
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
+    losses = []
+    for x, y in batches:
+        optimizer.zero_grad()
+        with torch.autocast(device_type, dtype=dtype):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        if not scaler.is_enabled():
+            for p in model.parameters():
+                if p.grad is not None:
+                    torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+    return losses

@@ -1,0 +1,29 @@
+"""Mutant: the notes' bug: clip_grad_norm_ on the still-scaled float16 gradients (no scaler.unscale_).
+
+The gradients are 65536x too large when clipped, so the clipped update is
+~65536x too small.
+
+expect-fail: test_clipping_on_unscaled_gradients
+expect-message: unscale_
+"""
+import torch
+
+
+def train_amp(model, loss_fn, batches, optimizer, *, device_type, dtype=torch.float16,
+              max_grad_norm=None):
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
+    losses = []
+    for x, y in batches:
+        optimizer.zero_grad()
+        with torch.autocast(device_type, dtype=dtype):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if scaler.is_enabled():
+            scaler.step(optimizer)
+        elif all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+            optimizer.step()
+        scaler.update()
+        losses.append(loss.item())
+    return losses
