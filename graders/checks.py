@@ -316,12 +316,14 @@ def measure_speed(student_fn: RemoteCallable, reference_fn: RemoteCallable,
 
 
 def assert_speed(result: timing.SpeedComparison, budget: float, *, what: str,
-                 outputs_close: Callable[[Any, Any], None] | None = None) -> str:
+                 outputs_close: Callable[[Any, Any], None] | None = None,
+                 flag_speedup: float | None = timing.SUSPICIOUS_SPEEDUP) -> str:
     """Fail if the submission is more than ``budget`` times slower than the reference.
 
     Outputs of the timed runs are checked too: every repeat by fingerprint,
     and one repeat in full with ``outputs_close(student_value, reference_value)``.
-    Returns a note for the report (flags a suspicious >10x speed-up).
+    Returns a note for the report: a speed-up over the reference beyond
+    ``flag_speedup`` (default 10x; None: never) is flagged for review, not rewarded.
     """
     if result.mismatched_repeats:
         fail(f"{what}: the output of a timed run differs from the expected result "
@@ -334,6 +336,6 @@ def assert_speed(result: timing.SpeedComparison, budget: float, *, what: str,
                f"{result.reference_median * 1e3:.2f} ms: {ratio:.2f}x (budget {budget:g}x)")
     if ratio > budget:
         fail(f"{what} is too slow: {summary}")
-    if result.suspicious:
+    if flag_speedup is not None and ratio < 1.0 / flag_speedup:
         return f"flagged for review: suspiciously fast ({summary})"
     return summary

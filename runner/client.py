@@ -373,14 +373,15 @@ class RemoteNamespace:
         """Keep ``value`` in the worker (inputs for timed calls)."""
         return self._worker.request({"op": "stage", "value": value})
 
-    def probe(self, fn: Callable, *args, **kwargs):
+    def probe(self, fn: Callable, *args, helpers: tuple[Callable, ...] = (), **kwargs):
         """Run a grader-written function inside the worker.
 
-        The probe's source is sent to the worker, so the submission can read it:
+        The probe's source (and that of ``helpers``, top-level functions or
+        classes it uses) is sent to the worker, so the submission can read it:
         never put secrets (thresholds, expected values) in a probe.  It sees
         ``torch``, ``nn``, ``F``, ``math`` and ``submission`` as globals.
         """
-        source = textwrap.dedent(inspect.getsource(fn))
+        source = "\n\n".join(textwrap.dedent(inspect.getsource(f)) for f in (*helpers, fn))
         return self._worker.request({"op": "probe", "source": source, "name": fn.__name__,
                                      "args": list(args), "kwargs": kwargs})
 

@@ -47,10 +47,6 @@ class SpeedComparison:
     def ratio(self) -> float:
         return self.student_median / max(self.reference_median, 1e-9)
 
-    @property
-    def suspicious(self) -> bool:
-        return self.ratio < 1.0 / SUSPICIOUS_SPEEDUP
-
 
 def _stage(fn: RemoteCallable, args: tuple) -> list:
     worker = fn._worker
