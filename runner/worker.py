@@ -82,6 +82,12 @@ class GpuTimer:
 class OpTrace(TorchDispatchMode):
     """Records the ATen operators a call really runs (the behavioural banned-API check)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps __torch_dispatch__ in _disable_dynamo, and the first
+        # trace imports torch._dynamo (~800 modules, seconds) in every worker.
+        return False
+
     def __init__(self):
         super().__init__()
         self.ops: set[str] = set()
