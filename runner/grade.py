@@ -8,6 +8,7 @@ and drives that worker from the grader.  Only this process writes verdicts.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import hashlib
@@ -16,6 +17,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,6 +74,13 @@ def static_rejection(submission: Submission, exercise: Exercise) -> SubmissionRe
     return None
 
 
+def uses_fixture(grader: Path, name: str) -> bool:
+    """Does any test in the grader take the fixture ``name``? (Then start that worker early.)"""
+    tree = ast.parse(grader.read_text())
+    return any(isinstance(n, ast.FunctionDef) and any(a.arg == name for a in n.args.args)
+               for n in ast.walk(tree))
+
+
 def start_workers(submission: Submission, exercise: Exercise, mode: str, device: str,
                   options: Options, rejected: bool) -> tuple[Worker | None, Worker]:
     """Stage 2: one sandboxed worker for the submission, one for the reference."""
@@ -91,7 +100,8 @@ def start_workers(submission: Submission, exercise: Exercise, mode: str, device:
                          call_timeout=exercise.call_timeout,
                          deadline=Deadline(exercise.time_limit))
         student.start()
-    reference.start()
+    if uses_fixture(exercise.grader, "reference"):
+        reference.start()   # in parallel with the student's; otherwise only if a test asks
     return student, reference
 
 

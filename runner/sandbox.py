@@ -195,6 +195,7 @@ class WorkerProcess:
         threads = str(self.spec.threads)
         return {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
                 "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                "OMP_WAIT_POLICY": "PASSIVE",   # idle OpenMP threads sleep instead of spinning
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
                 "PYTHONHASHSEED": "0", "TORCHINDUCTOR_CACHE_DIR": f"{tmp}/inductor",
                 "TRITON_CACHE_DIR": f"{tmp}/triton", "MPLCONFIGDIR": tmp}

@@ -19,6 +19,7 @@ LOOP_NODES = {
 LOOPING_CALLS = {"map", "filter", "reduce", "functools.reduce", "itertools"}
 DYNAMIC_CALLS = {"eval", "exec", "compile", "__import__", "globals", "vars", "locals",
                  "breakpoint"}
+DYNAMIC_FUNCTIONS = {"operator.attrgetter", "operator.methodcaller"}
 DYNAMIC_ATTRIBUTES = {"__dict__", "__getattribute__", "__builtins__", "_C", "__class__",
                       "__subclasses__", "__globals__", "__code__"}
 
@@ -120,9 +121,14 @@ def banned_uses(tree: ast.Module, names=(), attributes=()) -> list[Finding]:
 
 def dynamic_access(tree: ast.Module) -> list[Finding]:
     """Code that could reach an API without naming it (eval, computed getattr, ...)."""
+    aliases = _Aliases()
+    aliases.visit(tree)
     found: list[Finding] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if isinstance(node, ast.Call) and resolve(node.func, aliases.names) in DYNAMIC_FUNCTIONS:
+            found.append(Finding(node.lineno, f"calls {resolve(node.func, aliases.names)}(), "
+                                 "which can hide a banned API"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             fn = node.func.id
             if fn in DYNAMIC_CALLS:
                 found.append(Finding(node.lineno, f"calls {fn}(), which can hide a banned API"))

@@ -32,7 +32,9 @@ def test_allowed_code_is_not_flagged():
 
 def test_dynamic_access_is_flagged():
     for src in ["eval('1')", "getattr(torch, 'sig' + 'moid')", "torch.__dict__['sigmoid']",
-                "import importlib", "import sys\nsys.modules['torch']", "torch._C._nn"]:
+                "import importlib", "import sys\nsys.modules['torch']", "torch._C._nn",
+                "import operator\noperator.attrgetter('scaled_dot_' + 'product')(F)",
+                "from operator import methodcaller as m\nm('sigmoid')(x)"]:
         assert static.dynamic_access(ast.parse(src)), src
     assert not static.dynamic_access(ast.parse("getattr(self, 'weight')"))
 
