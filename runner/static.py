@@ -19,7 +19,8 @@ LOOP_NODES = {
 LOOPING_CALLS = {"map", "filter", "reduce", "functools.reduce", "itertools"}
 DYNAMIC_CALLS = {"eval", "exec", "compile", "__import__", "globals", "vars", "locals",
                  "breakpoint"}
-DYNAMIC_FUNCTIONS = {"operator.attrgetter", "operator.methodcaller"}
+DYNAMIC_FUNCTIONS = {"operator.attrgetter", "operator.methodcaller", "inspect.getattr_static",
+                     "inspect.getmembers", "inspect.getmembers_static"}
 DYNAMIC_ATTRIBUTES = {"__dict__", "__getattribute__", "__builtins__", "_C", "__class__",
                       "__subclasses__", "__globals__", "__code__"}
 
@@ -123,6 +124,7 @@ def dynamic_access(tree: ast.Module) -> list[Finding]:
     """Code that could reach an API without naming it (eval, computed getattr, ...)."""
     aliases = _Aliases()
     aliases.visit(tree)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     found: list[Finding] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and resolve(node.func, aliases.names) in DYNAMIC_FUNCTIONS:
@@ -136,6 +138,10 @@ def dynamic_access(tree: ast.Module) -> list[Finding]:
                     isinstance(node.args[1], ast.Constant)):
                 found.append(Finding(node.lineno, f"calls {fn}() with a computed attribute name, "
                                      "which can hide a banned API"))
+        elif (isinstance(node, ast.Name) and node.id in ("getattr", "__import__")
+              and isinstance(node.ctx, ast.Load) and id(node) not in called):
+            found.append(Finding(node.lineno, f"passes {node.id} around as a value, "
+                                 "which can hide a banned API"))
         elif isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES:
             found.append(Finding(node.lineno, f"uses .{node.attr}, which can hide a banned API"))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):

@@ -34,7 +34,9 @@ def test_dynamic_access_is_flagged():
     for src in ["eval('1')", "getattr(torch, 'sig' + 'moid')", "torch.__dict__['sigmoid']",
                 "import importlib", "import sys\nsys.modules['torch']", "torch._C._nn",
                 "import operator\noperator.attrgetter('scaled_dot_' + 'product')(F)",
-                "from operator import methodcaller as m\nm('sigmoid')(x)"]:
+                "from operator import methodcaller as m\nm('sigmoid')(x)",
+                "import inspect\ninspect.getattr_static(F, 'batch' + '_norm')",
+                "import functools\nfunctools.reduce(getattr, ['sigmoid'], torch)"]:
         assert static.dynamic_access(ast.parse(src)), src
     assert not static.dynamic_access(ast.parse("getattr(self, 'weight')"))
 

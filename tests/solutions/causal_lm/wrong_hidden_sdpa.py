@@ -1,10 +1,10 @@
-"""Mutant: calls F.scaled_dot_product_attention through operator.attrgetter with a
-computed name, which the static check does not see; the ATen trace does.
+"""Mutant: reaches F.scaled_dot_product_attention through a pickle GLOBAL built from
+strings at run time, which no static check can see; the ATen trace does.
 
 expect-fail: test_no_builtin_attention
 expect-message: which this exercise bans
 """
-import operator
+import pickle
 import math
 
 import torch
@@ -20,7 +20,7 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.p = dropout
         # Reaches the fused kernel without naming it, past the static check.
-        self.attend = operator.attrgetter("scaled_dot_" + "product_attention")(F)
+        self.attend = pickle.loads(("ctorch.nn.functional\nscaled_dot_" + "product_attention\n.").encode())
 
     def forward(self, x):
         B, T, C = x.shape
