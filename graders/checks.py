@@ -133,7 +133,7 @@ def assert_finite(value: torch.Tensor, *, what: str) -> None:
 
 
 def assert_close(actual, expected: torch.Tensor, *, what: str, dtype: torch.dtype | None = None,
-                 rtol: float | None = None, atol: float | None = None, ulps: float = 4.0,
+                 rtol: float | None = None, atol: float | torch.Tensor | None = None, ulps: float = 4.0,
                  atol_scale: float = 1.0, check_dtype: bool = True, check_device: bool = True,
                  equal_nan: bool = False) -> None:
     """Fail unless ``actual`` matches ``expected`` within a dtype-aware tolerance.
@@ -142,6 +142,8 @@ def assert_close(actual, expected: torch.Tensor, *, what: str, dtype: torch.dtyp
     the tolerance comes from ``dtype`` (default: ``expected.dtype``), and the
     comparison is done in float64.  Default ``rtol``/``atol`` come from
     ``tolerance(dtype, ulps)``; ``atol`` is multiplied by ``atol_scale``.
+    ``atol`` may also be a tensor broadcastable to ``expected``: a tolerance
+    per element (e.g. ``ulps * eps * per_channel_scale`` with ``rtol=0``).
     The message gives how many elements are off, the largest absolute and
     relative errors and where, and never the expected values.
     """
@@ -167,6 +169,8 @@ def assert_close(actual, expected: torch.Tensor, *, what: str, dtype: torch.dtyp
     err = (a - e).abs()
     err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
     err = torch.where(same, torch.zeros_like(err), err)
+    if isinstance(atol, torch.Tensor):
+        atol = atol.detach().to("cpu", torch.float64)
     bad = err > atol + rtol * e.abs().nan_to_num(nan=0.0, posinf=0.0)
     if bad.any():
         worst = int(err.flatten().argmax())
@@ -174,8 +178,9 @@ def assert_close(actual, expected: torch.Tensor, *, what: str, dtype: torch.dtyp
         rel = ""
         if nonzero.any():
             rel = f", max relative error {float((err[nonzero] / e.abs()[nonzero]).max()):.3g}"
+        atol_text = f"{atol:.1e}" if not isinstance(atol, torch.Tensor) else "per element"
         fail(f"{what} is not close enough: {int(bad.sum())} of {a.numel()} elements are outside "
-             f"the tolerance (rtol={rtol:.1e}, atol={atol:.1e}); max abs error {float(err.max()):.3g} "
+             f"the tolerance (rtol={rtol:.1e}, atol={atol_text}); max abs error {float(err.max()):.3g} "
              f"at {_where(worst, tuple(a.shape))}{rel}")
 
 
