@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -55,6 +57,16 @@ device_option = click.option("--device", default="auto", show_default=True,
 @click.group()
 def main() -> None:
     """Autograder for the PyTorch exercises of the course notes."""
+    # SIGTERM unwinds like Ctrl-C, so workers and containers are always cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+backend_option = click.option("--backend", type=click.Choice(["local", "docker"]), default="local",
+                              show_default=True,
+                              help="local: sandboxed workers on this machine; docker: a fresh "
+                                   "container per submission (see `grade image build`).")
+gpu_option = click.option("--gpu", default=None,
+                          help="docker backend: pin one GPU (an index) or 'all'.")
 
 
 @main.command()
@@ -66,7 +78,10 @@ def main() -> None:
 @click.option("--test", "tests", multiple=True, help="Run only this test (repeatable).")
 @sandbox_option
 @device_option
-def submit(files, exercise_name, results_path, seed, tests, sandbox, device):
+@backend_option
+@gpu_option
+@click.option("--image", default="grade:latest", show_default=True, help="docker backend: the image.")
+def submit(files, exercise_name, results_path, seed, tests, sandbox, device, backend, gpu, image):
     """Grade FILES and print a per-test report (exit 0 whenever grading finished)."""
     targets = []
     for path in files:  # validate everything before grading anything
@@ -75,12 +90,22 @@ def submit(files, exercise_name, results_path, seed, tests, sandbox, device):
             targets.append((read(path), exercise))
         except UnusableSubmission as e:
             die(str(e))
-    check_sandbox(sandbox)
+    if backend == "local":
+        check_sandbox(sandbox)
+    else:
+        docker_client = docker_or_die(image)
     options = Options(seed=seed, sandbox=sandbox, device=device, tests=list(tests) or None)
     console = Console()
     try:
         for submission, exercise in targets:
-            result = grade(submission, exercise, options)
+            if backend == "docker":
+                from runner.docker_backend import grade_in_container
+                result = grade_in_container(
+                    submission, exercise, seed=seed if seed is not None else secrets.randbits(48),
+                    image=image, device=device, gpu=gpu, tests=options.tests,
+                    docker_client=docker_client)
+            else:
+                result = grade(submission, exercise, options)
             print_result(result, console)
             if results_path is not None:
                 out = results_path
@@ -89,6 +114,46 @@ def submit(files, exercise_name, results_path, seed, tests, sandbox, device):
                 write_json_atomic(out, result.to_gradescope())
     finally:
         close_reference_workers(options)
+
+
+def docker_or_die(image: str):
+    from runner.docker_backend import DockerUnavailable, client
+    try:
+        dc = client()
+    except DockerUnavailable as e:
+        die(str(e))
+    import docker
+    try:
+        dc.images.get(image)
+    except docker.errors.ImageNotFound:
+        die(f"no image {image!r}: build it with `grade image build`")
+    return dc
+
+
+@main.group()
+def image():
+    """The grading image for the docker backend."""
+
+
+@image.command(name="build")
+@click.option("--tag", default="grade:latest", show_default=True)
+@click.option("--base", default=None, help="Base image (default: the CUDA + PyTorch runtime "
+              "image named in Dockerfile.gpu; any local image with python3 works).")
+@click.option("--wheels", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="A wheelhouse to install from (default: `pip download` one now).")
+def image_build(tag, base, wheels):
+    """Build the grading image from Dockerfile.gpu (no registry access needed for a local base)."""
+    from runner import image as img
+    from runner.docker_backend import DockerUnavailable
+    try:
+        img.build(tag, base or img.DEFAULT_BASE, wheels, log=click.echo)
+    except DockerUnavailable as e:
+        die(str(e))
+    except Exception as e:  # docker.errors.BuildError and friends
+        for chunk in list(getattr(e, "build_log", []))[-15:]:
+            click.echo(str(chunk.get("stream", chunk.get("error", ""))).rstrip(), err=True)
+        die(f"image build failed: {e}")
+    click.echo(f"built {tag}")
 
 
 @main.command(name="list")

@@ -27,7 +27,7 @@ from .client import Deadline, Worker
 from .exercises import GRADERS, REFERENCE, ROOT, Exercise
 from .plugin import GradingPlugin, SubmissionRejected
 from .results import GradingResult
-from .sandbox import WorkerSpec, resolve_mode
+from .sandbox import WorkerSpec, container_identity, resolve_mode
 from .submission import Submission
 
 CHECKS_FILE = GRADERS / "checks.py"
@@ -84,19 +84,20 @@ def uses_fixture(grader: Path, name: str) -> bool:
 def start_workers(submission: Submission, exercise: Exercise, mode: str, device: str,
                   options: Options, rejected: bool) -> tuple[Worker | None, Worker]:
     """Stage 2: one sandboxed worker for the submission, one for the reference."""
-    def spec(source: bytes) -> WorkerSpec:
+    def spec(source: bytes, role: str) -> WorkerSpec:
         return WorkerSpec(source=source, module_name=exercise.name, limits=exercise.limits,
                           threads=exercise.threads, device=device,
-                          hidden_paths=(REFERENCE, GRADERS, ROOT))
+                          hidden_paths=(REFERENCE, GRADERS, ROOT),
+                          identity=container_identity(role) if mode == "setuid" else None)
 
     reference = options.reference_workers.get(exercise.name)
     if reference is None:
-        reference = Worker(spec(exercise.reference.read_bytes()), mode, role="reference",
+        reference = Worker(spec(exercise.reference.read_bytes(), "reference"), mode, role="reference",
                            call_timeout=max(60.0, 2 * exercise.call_timeout))
         options.reference_workers[exercise.name] = reference
     student = None
     if not rejected:
-        student = Worker(spec(submission.data), mode, role="student",
+        student = Worker(spec(submission.data, "student"), mode, role="student",
                          call_timeout=exercise.call_timeout,
                          deadline=Deadline(exercise.time_limit))
         student.start()

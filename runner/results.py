@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # Statuses a test can end with.  Only "passed" earns points; "skipped" tests
@@ -100,6 +100,24 @@ class GradingResult:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"score": self.score, "max_score": self.max_score}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GradingResult":
+        """Rebuild a result from ``to_dict()`` output (e.g. sent by the judge in a container)."""
+        def pick(kind, raw):
+            if not isinstance(raw, dict):
+                raise ValueError("malformed result")
+            out = {}
+            for f in fields(kind):
+                if f.name in raw:
+                    value = raw[f.name]
+                    if f.name != "tests" and not isinstance(value, (str, int, float, list, type(None))):
+                        raise ValueError(f"malformed result field {f.name}")
+                    out[f.name] = value
+            return out
+        top = pick(cls, data)
+        top["tests"] = [TestOutcome(**pick(TestOutcome, t)) for t in data.get("tests", [])]
+        return cls(**top)
 
 
 def write_json_atomic(path: Path | str, data: dict) -> None:

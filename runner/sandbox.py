@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import seccomp
 
-HARNESS_FILES = ("worker.py", "wire.py")
+HARNESS_FILES = ("worker.py", "wire.py", "seccomp.py")
 HARNESS_DIR = Path(__file__).resolve().parent
 SANDBOX_UID_RANGE = (100_000, 160_000)  # fresh, unused uids: one per worker
 ALLOCATED_UIDS: list[int] = []          # every uid this process handed to a worker
@@ -63,11 +63,16 @@ def bwrap_path() -> str | None:
 
 
 def resolve_mode(requested: str) -> str:
-    """``auto``/``required``/``none`` -> the mode to use ("bwrap" or "none")."""
-    if requested not in ("auto", "required", "none"):
+    """``auto``/``required``/``none``/``setuid`` -> the mode to use.
+
+    ``setuid`` is for the judge inside the grading container (Dockerfile.gpu):
+    the container is the outer sandbox, and each worker runs under its own
+    unprivileged identity (``grade-student`` / ``grade-reference``).
+    """
+    if requested not in ("auto", "required", "none", "setuid"):
         raise ValueError(f"unknown sandbox mode {requested!r}")
-    if requested == "none":
-        return "none"
+    if requested in ("none", "setuid"):
+        return requested
     if bwrap_path():
         return "bwrap"
     if requested == "required":
@@ -75,6 +80,16 @@ def resolve_mode(requested: str) -> str:
             "bubblewrap (bwrap) is not installed, and --sandbox required was given; "
             "install it (Debian/Ubuntu: apt-get install bubblewrap)")
     return "none"
+
+
+CONTAINER_USERS = {"student": "grade-student", "reference": "grade-reference"}
+
+
+def container_identity(role: str) -> tuple[int, int]:
+    """(uid, gid) a worker of ``role`` runs as in setuid mode (users made by Dockerfile.gpu)."""
+    import pwd
+    entry = pwd.getpwnam(CONTAINER_USERS[role])
+    return entry.pw_uid, entry.pw_gid
 
 
 NOT_ISOLATED_WARNING = (
@@ -94,6 +109,7 @@ class WorkerSpec:
     threads: int = 1
     device: str = "cpu"
     hidden_paths: tuple[Path, ...] = ()   # must not be visible even if under a bound path
+    identity: tuple[int, int] | None = None   # setuid mode: (uid, gid) the worker runs as
 
 
 def _set_rlimits(limits: Limits, device: str):
@@ -155,17 +171,22 @@ class WorkerProcess:
     # -- launching ------------------------------------------------------------
     def _start(self) -> None:
         spec = self.spec
-        os.chmod(self.workdir, 0o755)
+        # Files the worker reads: world-readable inside a bwrap sandbox (nothing else is
+        # visible there); in setuid mode readable only through the worker's own group.
+        setuid = self.mode == "setuid"
+        dir_mode, file_mode = (0o750, 0o640) if setuid else (0o755, 0o644)
         subdir = self.workdir / "submission"
-        subdir.mkdir(mode=0o755)
+        harness = self.workdir / "harness"
+        subdir.mkdir()
+        harness.mkdir()
         sub_file = subdir / f"{spec.module_name}.py"
         sub_file.write_bytes(spec.source)
-        os.chmod(sub_file, 0o644)
-        harness = self.workdir / "harness"
-        harness.mkdir(mode=0o755)
         for name in HARNESS_FILES:
             shutil.copyfile(HARNESS_DIR / name, harness / name)
-            os.chmod(harness / name, 0o644)
+        for path in (sub_file, *(harness / n for n in HARNESS_FILES)):
+            self._own(path, file_mode)
+        for path in (self.workdir, subdir, harness):
+            self._own(path, dir_mode)
 
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -174,22 +195,33 @@ class WorkerProcess:
                        "--device", spec.device, "--max-reply-mb", str(spec.limits.reply_mb),
                        "--fd-in", str(req_r), "--fd-out", str(rep_w)]
         self._extra_fds: list[int] = []
+        user = {}
         if self.mode == "bwrap":
             argv = self._bwrap_argv(harness, subdir, worker_args)
             env = {"PATH": "/usr/bin:/bin"}
         else:
+            # No outer filter: the worker loads the seccomp filter itself, before the submission.
             argv = [sys.executable, "-I", str(harness / "worker.py"),
-                    "--submission", str(sub_file)] + worker_args
-            env = self._worker_env(tmp=str(self.workdir))
+                    "--submission", str(sub_file), "--seccomp"] + worker_args
+            env = self._worker_env(tmp="/tmp" if setuid else str(self.workdir))
+            if setuid:
+                uid, gid = spec.identity
+                user = {"user": uid, "group": gid, "extra_groups": []}
+                self.uid = uid
         self.popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
             pass_fds=(req_r, rep_w, *self._extra_fds), env=env, cwd=str(self.workdir),
-            start_new_session=True, preexec_fn=_set_rlimits(spec.limits, spec.device))
+            start_new_session=True, preexec_fn=_set_rlimits(spec.limits, spec.device), **user)
         for fd in (req_r, rep_w, out_w, *self._extra_fds):
             os.close(fd)
         self.fd_in, self.fd_out = rep_r, req_w  # judge reads replies, writes requests
         self._drain = threading.Thread(target=self._drain_output, args=(out_r,), daemon=True)
         self._drain.start()
+
+    def _own(self, path: Path, mode: int) -> None:
+        if self.mode == "setuid":
+            os.chown(path, -1, self.spec.identity[1])   # the judge is a member of that group
+        os.chmod(path, mode)
 
     def _worker_env(self, tmp: str) -> dict:
         threads = str(self.spec.threads)

@@ -52,35 +52,42 @@ def _library():
     return lib
 
 
+def _build(lib):
+    """A libseccomp context with our rules (caller releases it), or None."""
+    ctx = lib.seccomp_init(ALLOW)
+    if not ctx:
+        return None
+
+    def rule(name: str, action: int, *cmps: _ArgCmp) -> None:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0:
+            return  # not a syscall on this architecture
+        arr = (_ArgCmp * len(cmps))(*cmps) if cmps else None
+        if lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), arr) != 0:
+            raise OSError(f"seccomp: cannot add a rule for {name}")
+
+    for name in DENIED:
+        rule(name, _errno(errno.EPERM))
+    # clone without CLONE_THREAD makes a process; with it, a thread.
+    rule("clone", _errno(errno.EPERM), _ArgCmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0))
+    # clone3 hides its flags in memory seccomp cannot read: make libc fall back to clone.
+    rule("clone3", _errno(errno.ENOSYS))
+    return ctx
+
+
 _cached: bytes | None = None
 
 
 def compile_filter() -> bytes | None:
-    """The BPF program (cached), or None where libseccomp is unavailable."""
+    """The BPF program (cached), for bwrap --seccomp; None where libseccomp is unavailable."""
     global _cached
     if _cached is not None:
         return _cached
     lib = _library()
-    if lib is None:
-        return None
-    ctx = lib.seccomp_init(ALLOW)
-    if not ctx:
+    ctx = _build(lib) if lib is not None else None
+    if ctx is None:
         return None
     try:
-        def rule(name: str, action: int, *cmps: _ArgCmp) -> None:
-            nr = lib.seccomp_syscall_resolve_name(name.encode())
-            if nr < 0:
-                return  # not a syscall on this architecture
-            arr = (_ArgCmp * len(cmps))(*cmps) if cmps else None
-            if lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), arr) != 0:
-                raise OSError(f"seccomp: cannot add a rule for {name}")
-
-        for name in DENIED:
-            rule(name, _errno(errno.EPERM))
-        # clone without CLONE_THREAD makes a process; with it, a thread.
-        rule("clone", _errno(errno.EPERM), _ArgCmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0))
-        # clone3 hides its flags in memory seccomp cannot read: make libc fall back to clone.
-        rule("clone3", _errno(errno.ENOSYS))
         r, w = os.pipe()
         try:
             if lib.seccomp_export_bpf(ctx, w) != 0:
@@ -90,5 +97,26 @@ def compile_filter() -> bytes | None:
         with os.fdopen(r, "rb") as f:
             _cached = f.read()
         return _cached
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def install() -> bool:
+    """Load the filter into this process (irrevocably); False where libseccomp is missing.
+
+    The worker calls this on itself before importing the submission when no
+    outer sandbox applied the filter (inside a container).
+    """
+    lib = _library()
+    ctx = _build(lib) if lib is not None else None
+    if ctx is None:
+        return False
+    try:
+        import ctypes as _c
+        _c.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: required to load a filter
+        lib.seccomp_load.argtypes = [_c.c_void_p]
+        if lib.seccomp_load(ctx) != 0:
+            raise OSError("seccomp: the filter could not be loaded")
+        return True
     finally:
         lib.seccomp_release(ctx)

@@ -361,7 +361,12 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--memory-fraction", type=float, default=0.9)
     parser.add_argument("--max-reply-mb", type=int, default=256)
+    parser.add_argument("--seccomp", action="store_true",
+                        help="load the process filter here (no outer sandbox applied it)")
     args = parser.parse_args(argv)
+    if args.seccomp:
+        import seccomp
+        seccomp.install()
     configure_torch(args.threads, args.device, args.memory_fraction)
     fd_in, fd_out = args.fd_in, args.fd_out
     # Keep the channel away from fds 0-2 so that closing stdio cannot close it.

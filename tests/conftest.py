@@ -1,4 +1,6 @@
 """Shared fixtures for the project's own tests."""
+import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,36 @@ def reference_workers():
     close_reference_workers(options)
 
 
+def docker_ready() -> str | None:
+    """None when the docker backend can run here, else why not."""
+    try:
+        from runner.docker_backend import IMAGE, client
+        dc = client()
+        dc.images.get(IMAGE)
+        return None
+    except Exception as e:
+        return f"docker backend unavailable: {e}"
+
+
+def require_docker():
+    """Skip without Docker, unless GRADE_REQUIRE_DOCKER=1 (CI), where that is a failure."""
+    why = docker_ready()
+    if why is not None:
+        if os.environ.get("GRADE_REQUIRE_DOCKER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
 @pytest.fixture
 def grade_file(reference_workers):
-    """grade_file(path, exercise=..., tests=[...], seed=..., **exercise_overrides) -> GradingResult"""
-    def run(path, exercise="distance_matrix", tests=None, seed=None, sandbox="required", **overrides):
+    """grade_file(path, exercise=..., tests=[...], seed=..., backend=..., **exercise_overrides)"""
+    def run(path, exercise="distance_matrix", tests=None, seed=None, sandbox="required",
+            backend="local", **overrides):
+        if backend == "docker":
+            from runner.docker_backend import grade_in_container
+            return grade_in_container(read(path), exercises.load(exercise),
+                                      seed=seed if seed is not None else secrets.randbits(48),
+                                      tests=tests, overrides=overrides)
         options = Options(seed=seed, sandbox=sandbox, tests=tests, overrides=overrides,
                           reference_workers=reference_workers)
         return grade(read(path), exercises.load(exercise), options)

@@ -19,7 +19,15 @@ from runner.exercises import GRADERS, REFERENCE, ROOT
 from runner.sandbox import ALLOCATED_UIDS
 from runner.results import write_json_atomic
 
-from .conftest import HOSTILE
+from .conftest import HOSTILE, require_docker
+
+
+@pytest.fixture(params=["local", "docker"])
+def backend(request):
+    """Every attack runs against both backends: bwrap workers, and a container per submission."""
+    if request.param == "docker":
+        require_docker()
+    return request.param
 
 TWO_TESTS = ["test_matches_float64_truth", "test_nearest_neighbors"]
 FAST = dict(call_timeout=4.0, time_limit=30.0)
@@ -60,8 +68,13 @@ def processes_of(uids: set[int]) -> list[int]:
 
 
 @pytest.fixture(autouse=True)
-def no_survivors(reference_workers):
-    """No process of a worker this test started may outlive the grading."""
+def no_survivors(reference_workers, backend):
+    """No process of a worker this test started (no container) may outlive the grading."""
+    if backend == "docker":
+        yield
+        from runner.docker_backend import LABEL, client
+        assert client().containers.list(all=True, filters={"label": LABEL}) == []
+        return
     if os.geteuid() != 0:
         pytest.skip("workers get their own uids only when the judge runs as root")
     first = len(ALLOCATED_UIDS)
@@ -78,31 +91,31 @@ def statuses(result, tests=TWO_TESTS):
     return {result.test(t).status for t in tests}
 
 
-def grade_hostile(grade_file, name, tests=TWO_TESTS, **overrides):
+def grade_hostile(grade_file, name, backend, tests=TWO_TESTS, **overrides):
     started = time.monotonic()
-    result = grade_file(HOSTILE / name, tests=tests, **(FAST | overrides))
+    result = grade_file(HOSTILE / name, tests=tests, backend=backend, **(FAST | overrides))
     assert_no_leak(result)
     assert result.score == 0, [(t.name, t.status, t.message) for t in result.tests]
     return result, time.monotonic() - started
 
 
 @pytest.fixture
-def next_grading_is_clean(grade_file):
+def next_grading_is_clean(grade_file, backend):
     yield
-    result = grade_file(REFERENCE / "distance_matrix.py", tests=TWO_TESTS)
+    result = grade_file(REFERENCE / "distance_matrix.py", tests=TWO_TESTS, backend=backend)
     assert result.score == result.max_score, [(t.name, t.message) for t in result.tests]
 
 
-def test_reading_hidden_files_finds_nothing(grade_file, next_grading_is_clean):
-    result, _ = grade_hostile(grade_file, "read_hidden_files.py")
+def test_reading_hidden_files_finds_nothing(grade_file, backend, next_grading_is_clean):
+    result, _ = grade_hostile(grade_file, "read_hidden_files.py", backend)
     assert statuses(result) == {"error"}
     assert "LEAK" in result.test("test_matches_float64_truth").message
 
 
-def test_fake_results_files_change_nothing(grade_file, tmp_path, next_grading_is_clean):
+def test_fake_results_files_change_nothing(grade_file, backend, tmp_path, next_grading_is_clean):
     before = set(os.listdir(ROOT))
     results_path = tmp_path / "results.json"
-    result, _ = grade_hostile(grade_file, "fake_results.py")
+    result, _ = grade_hostile(grade_file, "fake_results.py", backend)
     write_json_atomic(results_path, result.to_gradescope())
     assert json.loads(results_path.read_text())["score"] == 0
     assert set(os.listdir(ROOT)) == before
@@ -111,8 +124,8 @@ def test_fake_results_files_change_nothing(grade_file, tmp_path, next_grading_is
     assert statuses(result) == {"failed"}
 
 
-def test_monkeypatching_its_own_process_fools_no_one(grade_file, next_grading_is_clean):
-    result, _ = grade_hostile(grade_file, "patch_the_judge.py", tests=TWO_TESTS + ["test_speed"])
+def test_monkeypatching_its_own_process_fools_no_one(grade_file, backend, next_grading_is_clean):
+    result, _ = grade_hostile(grade_file, "patch_the_judge.py", backend, tests=TWO_TESTS + ["test_speed"])
     assert statuses(result) == {"failed"}
     assert "differs" in result.test("test_speed").message or "not close" in result.test("test_speed").message
 
@@ -121,41 +134,41 @@ def test_monkeypatching_its_own_process_fools_no_one(grade_file, next_grading_is
     ("exit_at_import.py", "error", "SystemExit"),
     ("os_exit_at_import.py", "crashed", "exited with status 0"),
 ])
-def test_exit_at_import(grade_file, next_grading_is_clean, name, status, text):
-    result, _ = grade_hostile(grade_file, name)
+def test_exit_at_import(grade_file, backend, next_grading_is_clean, name, status, text):
+    result, _ = grade_hostile(grade_file, name, backend)
     assert statuses(result) == {status}
     assert text in result.test("test_matches_float64_truth").message
 
 
-def test_exit_mid_test_fails_only_that_test(grade_file, next_grading_is_clean):
-    result = grade_file(HOSTILE / "exit_mid_test.py", tests=TWO_TESTS, **FAST)
+def test_exit_mid_test_fails_only_that_test(grade_file, backend, next_grading_is_clean):
+    result = grade_file(HOSTILE / "exit_mid_test.py", tests=TWO_TESTS, backend=backend, **FAST)
     assert result.test("test_matches_float64_truth").status == "crashed"
     assert result.test("test_nearest_neighbors").status == "passed"   # a fresh worker took over
 
 
 @pytest.mark.parametrize("name", ["infinite_loop.py", "ignore_sigterm.py", "import_loop.py"])
-def test_loops_time_out(grade_file, next_grading_is_clean, name):
-    result, seconds = grade_hostile(grade_file, name)
+def test_loops_time_out(grade_file, backend, next_grading_is_clean, name):
+    result, seconds = grade_hostile(grade_file, name, backend)
     assert statuses(result) == {"timeout"}
     assert "time limit" in result.test("test_matches_float64_truth").message
     assert seconds < 2 * (FAST["call_timeout"] + 5) + 10
 
 
-def test_fork_bomb_is_contained(grade_file, next_grading_is_clean):
-    result, _ = grade_hostile(grade_file, "fork_bomb.py")
+def test_fork_bomb_is_contained(grade_file, backend, next_grading_is_clean):
+    result, _ = grade_hostile(grade_file, "fork_bomb.py", backend)
     message = result.test("test_matches_float64_truth").message
     assert "stopped after 0 forks" in message          # seccomp refuses new processes
     assert "thread bomb after" in message               # RLIMIT_NPROC bounds threads
 
 
-def test_memory_hog_hits_the_memory_limit(grade_file, next_grading_is_clean):
-    result, _ = grade_hostile(grade_file, "memory_hog.py", call_timeout=20.0)  # touching 4 GiB takes a while
+def test_memory_hog_hits_the_memory_limit(grade_file, backend, next_grading_is_clean):
+    result, _ = grade_hostile(grade_file, "memory_hog.py", backend, call_timeout=20.0)  # touching 4 GiB takes a while
     assert statuses(result) == {"memory"}
 
 
-def test_filling_the_disk_stays_in_the_sandbox(grade_file, next_grading_is_clean):
+def test_filling_the_disk_stays_in_the_sandbox(grade_file, backend, next_grading_is_clean):
     free_before = os.statvfs("/tmp").f_bavail
-    result, _ = grade_hostile(grade_file, "fill_disk.py")
+    result, _ = grade_hostile(grade_file, "fill_disk.py", backend)
     assert statuses(result) == {"error"}
     message = result.test("test_matches_float64_truth").message
     assert "No space left" in message or "File too large" in message
@@ -164,7 +177,7 @@ def test_filling_the_disk_stays_in_the_sandbox(grade_file, next_grading_is_clean
     assert abs(free_after - free_before) * os.statvfs("/tmp").f_frsize < (256 << 20)
 
 
-def test_network_is_unreachable(grade_file, next_grading_is_clean):
+def test_network_is_unreachable(grade_file, backend, next_grading_is_clean):
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 47831))
@@ -182,7 +195,7 @@ def test_network_is_unreachable(grade_file, next_grading_is_clean):
     t = threading.Thread(target=accept, daemon=True)
     t.start()
     try:
-        result, _ = grade_hostile(grade_file, "network.py")
+        result, _ = grade_hostile(grade_file, "network.py", backend)
     finally:
         stop.set()
         t.join()
@@ -191,14 +204,14 @@ def test_network_is_unreachable(grade_file, next_grading_is_clean):
     assert "connected" not in result.test("test_matches_float64_truth").message.replace("connect", "")
 
 
-def test_printing_gigabytes_hits_the_output_limit(grade_file, next_grading_is_clean):
-    result, seconds = grade_hostile(grade_file, "print_flood.py")
+def test_printing_gigabytes_hits_the_output_limit(grade_file, backend, next_grading_is_clean):
+    result, seconds = grade_hostile(grade_file, "print_flood.py", backend)
     assert statuses(result) == {"output_limit"}
     assert len(result.output) <= 16000
 
 
-def test_background_work_dies_with_the_worker(grade_file, next_grading_is_clean):
-    result, _ = grade_hostile(grade_file, "background_work.py")
+def test_background_work_dies_with_the_worker(grade_file, backend, next_grading_is_clean):
+    result, _ = grade_hostile(grade_file, "background_work.py", backend)
     message = result.test("test_matches_float64_truth").message
     assert "spawn: [Errno 1]" in message and "fork: [Errno 1]" in message
 
@@ -210,7 +223,32 @@ def test_background_work_dies_with_the_worker(grade_file, next_grading_is_clean)
     ("non_tensor.py", "failed", "should be a torch.Tensor, got a list"),
     ("forged_reply.py", "protocol", "over the"),
 ])
-def test_bad_return_values(grade_file, next_grading_is_clean, name, status, text):
-    result, _ = grade_hostile(grade_file, name)
+def test_bad_return_values(grade_file, backend, next_grading_is_clean, name, status, text):
+    result, _ = grade_hostile(grade_file, name, backend)
     assert result.test("test_matches_float64_truth").status == status
     assert text in result.test("test_matches_float64_truth").message
+
+
+# ---- attacks on the container itself (docker backend) ----------------------------------------
+
+@pytest.fixture
+def docker_only(backend):
+    if backend != "docker":
+        pytest.skip("container-specific")
+
+
+@pytest.mark.parametrize("name,text", [
+    ("container_escape.py", "docker.sock"),
+])
+def test_container_escape_attempts(grade_file, backend, docker_only, next_grading_is_clean, name, text):
+    result, _ = grade_hostile(grade_file, name, backend)
+    message = result.test("test_matches_float64_truth").message
+    assert text in message
+    for claim in ("docker.sock: connected", "wrote /opt", "wrote /usr", "wrote /input", "wrote /"):
+        assert claim not in message, message
+    assert "read /opt/grade" not in message and "GRADE_SEED" not in message
+
+
+def test_thread_bomb_meets_the_pids_limit(grade_file, backend, docker_only, next_grading_is_clean):
+    result, _ = grade_hostile(grade_file, "fork_bomb.py", backend)
+    assert "thread bomb after" in result.test("test_matches_float64_truth").message
