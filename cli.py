@@ -179,17 +179,22 @@ def list_exercises():
 @click.option("--quick", is_flag=True, help="Mutants run only the tests they target (the default "
               "runs every test for every solution).")
 @sandbox_option
-def verify(names, quick, sandbox):
+@backend_option
+def verify(names, quick, sandbox, backend):
     """Reference = full marks, stub = 0 (not implemented), every mutant loses its points."""
     from runner.verify import verify_all
 
-    check_sandbox(sandbox)
+    if backend == "local":
+        check_sandbox(sandbox)
+    else:
+        docker_or_die("grade:latest")
     for name in names:
         try:
             exercises.load(name)
         except exercises.UnknownExercise as e:
             die(str(e))
-    ok = verify_all(list(names) or exercises.names(), sandbox=sandbox, quick=quick, console=Console())
+    ok = verify_all(list(names) or exercises.names(), sandbox=sandbox, quick=quick, console=Console(),
+                    backend=backend)
     sys.exit(0 if ok else 1)
 
 

@@ -319,6 +319,15 @@ class RemoteCallable:
         return Timed(wall, float(reply["elapsed"]), reply["digest"], reply["result"])
 
 
+    def peak_memory(self, *args, **kwargs) -> tuple[int | None, "RemoteObject"]:
+        """(peak CUDA bytes allocated during the call, or None on CPU; the result, kept remote).
+
+        The worker binds the memory-statistics functions before the submission loads.
+        """
+        reply = self._send({"op": "peak_memory", "args": list(args), "kwargs": kwargs})
+        return reply["peak_bytes"], reply["result"]
+
+
 _clock = time.perf_counter
 
 

@@ -12,8 +12,9 @@ For every exercise:
 from __future__ import annotations
 
 import ast
-import io
 import contextlib
+import io
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,21 +117,26 @@ def collect_points(exercise: Exercise) -> dict[str, float]:
 
 
 def verify_exercise(exercise: Exercise, *, sandbox: str = "auto", quick: bool = False,
-                    options: Options | None = None, seed: int | None = None
-                    ) -> list[tuple[Case, GradingResult, list[str]]]:
+                    options: Options | None = None, seed: int | None = None,
+                    backend: str = "local") -> list[tuple[Case, GradingResult, list[str]]]:
     options = options or Options(sandbox=sandbox, seed=seed)
     known = set(collect_points(exercise))
     rows = []
     for case in cases(exercise):
         options.tests = case.expect_fail if (quick and case.kind == "mutant" and case.expect_fail) else None
-        result = grade(read(case.path), exercise, options)
+        if backend == "docker":
+            from .docker_backend import grade_in_container
+            result = grade_in_container(read(case.path), exercise, tests=options.tests,
+                                        seed=options.seed if options.seed is not None else secrets.randbits(48))
+        else:
+            result = grade(read(case.path), exercise, options)
         rows.append((case, result, problems(case, result, known)))
     options.tests = None
     return rows
 
 
 def verify_all(names: list[str], *, sandbox: str = "auto", quick: bool = False,
-               console: Console | None = None) -> bool:
+               console: Console | None = None, backend: str = "local") -> bool:
     console = console or Console()
     table = Table(title="grade verify")
     for col in ("exercise", "solution", "score", "time", "verdict"):
@@ -141,7 +147,7 @@ def verify_all(names: list[str], *, sandbox: str = "auto", quick: bool = False,
         options = Options(sandbox=sandbox)
         try:
             with console.status(f"verifying {name}..."):
-                rows = verify_exercise(exercise, quick=quick, options=options)
+                rows = verify_exercise(exercise, quick=quick, options=options, backend=backend)
         finally:
             close_reference_workers(options)
         for case, result, found in rows:

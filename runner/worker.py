@@ -68,6 +68,16 @@ class GpuTimer:
         self.elapsed = torch.cuda.Event.elapsed_time
         self.record = torch.cuda.Event.record
         self.sync = torch.cuda.synchronize
+        self.reset_peak = torch.cuda.reset_peak_memory_stats
+        self.peak = torch.cuda.max_memory_allocated
+
+    def peak_bytes(self, fn):
+        """Peak CUDA memory allocated while ``fn`` runs."""
+        self.sync()
+        self.reset_peak()
+        out = fn()
+        self.sync()
+        return out, int(self.peak())
 
     def time(self, fn):
         self.sync()
@@ -280,6 +290,17 @@ class Worker:
             out = fn(*args, **kwargs)
             elapsed = _clock() - start
         return {"elapsed": elapsed, "digest": digest(out), "result": self.store(out)}
+
+    def op_peak_memory(self, request):
+        """A call's peak CUDA memory (None on CPU); the result stays here."""
+        fn = self.target(request["target"])
+        args = self.resolve(request.get("args", []))
+        kwargs = self.resolve(request.get("kwargs", {}))
+        if self.gpu_timer is not None:  # GPU-only
+            out, peak = self.gpu_timer.peak_bytes(lambda: fn(*args, **kwargs))
+        else:
+            out, peak = fn(*args, **kwargs), None
+        return {"peak_bytes": peak, "digest": digest(out), "result": self.store(out)}
 
     # -- replies ------------------------------------------------------------
     def error_reply(self, exc: BaseException) -> dict:
