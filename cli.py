@@ -65,8 +65,9 @@ backend_option = click.option("--backend", type=click.Choice(["local", "docker"]
                               show_default=True,
                               help="local: sandboxed workers on this machine; docker: a fresh "
                                    "container per submission (see `grade image build`).")
-gpu_option = click.option("--gpu", default=None,
-                          help="docker backend: pin one GPU (an index) or 'all'.")
+gpu_option = click.option("--gpu", default="auto", show_default=True,
+                          help="docker backend: 'auto' (all GPUs if the host has any, else none), "
+                               "'none', 'all', or one GPU index to pin (one container per GPU).")
 
 
 @main.command()
@@ -102,7 +103,7 @@ def submit(files, exercise_name, results_path, seed, tests, sandbox, device, bac
                 from runner.docker_backend import grade_in_container
                 result = grade_in_container(
                     submission, exercise, seed=seed if seed is not None else secrets.randbits(48),
-                    image=image, device=device, gpu=gpu, tests=options.tests,
+                    image=image, device=device, gpu=host_gpus(gpu), tests=options.tests,
                     docker_client=docker_client)
             else:
                 result = grade(submission, exercise, options)
@@ -114,6 +115,13 @@ def submit(files, exercise_name, results_path, seed, tests, sandbox, device, bac
                 write_json_atomic(out, result.to_gradescope())
     finally:
         close_reference_workers(options)
+
+
+def host_gpus(choice: str) -> str | None:
+    """--gpu: what the container gets (None: no GPU)."""
+    if choice == "auto":
+        return "all" if Path("/dev/nvidia0").exists() else None   # GPU-only branch
+    return None if choice == "none" else choice
 
 
 def docker_or_die(image: str):
