@@ -139,3 +139,26 @@ def test_cli_reports_a_missing_image():
     r = CliRunner().invoke(cli.main, ["submit", "--backend", "docker", "--image", "no-such-image:0",
                                       str(REFERENCE / "distance_matrix.py")])
     assert r.exit_code == 2 and "grade image build" in r.output
+
+
+# ---- attacks on the container itself -----------------------------------------------------------
+
+def test_container_escape_attempts(dc):
+    """The Docker socket is absent, everything outside /tmp is read-only, the judge unreadable."""
+    result = grade_in_container(read(HOSTILE / "container_escape.py"), exercises.load("distance_matrix"),
+                                seed=3, tests=["test_matches_float64_truth"], docker_client=dc)
+    message = result.test("test_matches_float64_truth").message
+    assert result.score == 0 and "docker.sock" in message
+    for claim in ("docker.sock: connected", "wrote /opt", "wrote /usr", "wrote /input", "wrote /",
+                  "read /opt/grade", "GRADE_SEED"):
+        assert claim not in message, message
+    assert leftover_containers(dc) == []
+
+
+def test_thread_bomb_meets_the_pids_limit(dc):
+    result = grade_in_container(read(HOSTILE / "fork_bomb.py"), exercises.load("distance_matrix"),
+                                seed=4, tests=["test_matches_float64_truth"], docker_client=dc,
+                                overrides={"call_timeout": 20.0})
+    message = result.test("test_matches_float64_truth").message
+    assert "stopped after 0 forks" in message and "thread bomb after" in message
+    assert leftover_containers(dc) == []
