@@ -82,8 +82,9 @@ class Worker:
 
     def __init__(self, spec: WorkerSpec, mode: str, *, role: str = "student",
                  call_timeout: float = 60.0, startup_timeout: float = 60.0,
-                 deadline: Deadline | None = None, max_restarts: int = 6):
+                 deadline: Deadline | None = None, max_restarts: int = 6, launcher=None):
         self.spec = spec
+        self.launcher = launcher   # a warm.ForkServer, or None: a fresh sandboxed process
         self.mode = mode
         self.role = role
         self.call_timeout = call_timeout
@@ -106,7 +107,8 @@ class Worker:
                                    "times already; giving up on the remaining tests")
             self.starts += 1
             self.generation += 1
-            self.process = WorkerProcess(self.spec, self.mode)
+            self.process = (self.launcher.spawn(self.spec) if self.launcher is not None
+                            else WorkerProcess(self.spec, self.mode))
             self._ready = False
 
     def ensure_ready(self) -> None:
@@ -207,10 +209,7 @@ class Worker:
 
     def _fail_dead(self):
         proc = self.process
-        try:
-            proc.popen.wait(timeout=5)
-        except Exception:
-            pass
+        proc.wait(5)
         if proc.output_exceeded:
             self._fail("output_limit", f"printed more than {64 * proc.spec.limits.output_bytes >> 20} "
                        "MiB of output; the worker was stopped")

@@ -27,7 +27,7 @@ from .client import Deadline, Worker
 from .exercises import GRADERS, REFERENCE, ROOT, Exercise
 from .plugin import GradingPlugin, SubmissionRejected
 from .results import GradingResult
-from .sandbox import WorkerSpec, container_identity, resolve_mode
+from .sandbox import Limits, WorkerSpec, container_identity, resolve_mode
 from .submission import Submission
 
 CHECKS_FILE = GRADERS / "checks.py"
@@ -41,6 +41,7 @@ class Options:
     tests: list[str] | None = None  # run only these tests (by name)
     overrides: dict = field(default_factory=dict)  # Exercise fields to replace (e.g. time limits)
     reference_workers: dict = field(default_factory=dict)  # reuse across gradings (verify)
+    fork_server: object = None     # a warm.ForkServer: student workers start by fork, not import
 
 
 def grader_version(exercise: Exercise) -> str:
@@ -81,13 +82,29 @@ def uses_fixture(grader: Path, name: str) -> bool:
                for n in ast.walk(tree))
 
 
+HIDDEN = (REFERENCE, GRADERS, ROOT)
+
+
+def fork_server(sandbox: str = "auto", device: str = "auto"):
+    """A warm fork server fit for every exercise (None where the sandbox mode has none)."""
+    from .exercises import all_exercises
+    from .warm import ForkServer
+    mode = resolve_mode(sandbox)
+    if mode not in ("bwrap", "none"):
+        return None
+    tmp = max([e.limits.tmp_mb for e in all_exercises()] + [128])
+    memory = max([e.limits.memory_mb for e in all_exercises()] + [4096])
+    return ForkServer(mode, device=pick_device(device), hidden_paths=HIDDEN,
+                      limits=Limits(memory_mb=memory, tmp_mb=tmp))
+
+
 def start_workers(submission: Submission, exercise: Exercise, mode: str, device: str,
                   options: Options, rejected: bool) -> tuple[Worker | None, Worker]:
     """Stage 2: one sandboxed worker for the submission, one for the reference."""
     def spec(source: bytes, role: str) -> WorkerSpec:
         return WorkerSpec(source=source, module_name=exercise.name, limits=exercise.limits,
                           threads=exercise.threads, device=device,
-                          hidden_paths=(REFERENCE, GRADERS, ROOT),
+                          hidden_paths=HIDDEN,
                           identity=container_identity(role) if mode == "setuid" else None)
 
     reference = options.reference_workers.get(exercise.name)
@@ -97,9 +114,10 @@ def start_workers(submission: Submission, exercise: Exercise, mode: str, device:
         options.reference_workers[exercise.name] = reference
     student = None
     if not rejected:
+        launcher = options.fork_server if mode in ("bwrap", "none") else None
         student = Worker(spec(submission.data, "student"), mode, role="student",
                          call_timeout=exercise.call_timeout,
-                         deadline=Deadline(exercise.time_limit))
+                         deadline=Deadline(exercise.time_limit), launcher=launcher)
         student.start()
     if uses_fixture(exercise.grader, "reference"):
         reference.start()   # in parallel with the student's; otherwise only if a test asks

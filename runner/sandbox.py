@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import seccomp
 
-HARNESS_FILES = ("worker.py", "wire.py", "seccomp.py")
+HARNESS_FILES = ("worker.py", "wire.py", "seccomp.py", "forkserver.py")
 HARNESS_DIR = Path(__file__).resolve().parent
 SANDBOX_UID_RANGE = (100_000, 160_000)  # fresh, unused uids: one per worker
 ALLOCATED_UIDS: list[int] = []          # every uid this process handed to a worker
@@ -145,6 +145,27 @@ def _python_roots() -> list[Path]:
     return out
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, by scanning /proc (host pids)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
 def _state(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -171,38 +192,57 @@ class WorkerProcess:
     # -- launching ------------------------------------------------------------
     def _start(self) -> None:
         spec = self.spec
-        # Files the worker reads: world-readable inside a bwrap sandbox (nothing else is
-        # visible there); in setuid mode readable only through the worker's own group.
-        setuid = self.mode == "setuid"
-        dir_mode, file_mode = (0o750, 0o640) if setuid else (0o755, 0o644)
-        subdir = self.workdir / "submission"
-        harness = self.workdir / "harness"
-        subdir.mkdir()
-        harness.mkdir()
-        sub_file = subdir / f"{spec.module_name}.py"
-        sub_file.write_bytes(spec.source)
-        for name in HARNESS_FILES:
-            shutil.copyfile(HARNESS_DIR / name, harness / name)
-        for path in (sub_file, *(harness / n for n in HARNESS_FILES)):
-            self._own(path, file_mode)
-        for path in (self.workdir, subdir, harness):
-            self._own(path, dir_mode)
-
+        subdir = self._stage_files(spec.source)
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        out_r, out_w = os.pipe()
         worker_args = ["--module-name", spec.module_name, "--threads", str(spec.threads),
                        "--device", spec.device, "--max-reply-mb", str(spec.limits.reply_mb),
                        "--fd-in", str(req_r), "--fd-out", str(rep_w)]
+        self._launch("worker.py", subdir, worker_args, keep_fds=(req_r, rep_w))
+        os.close(req_r)
+        os.close(rep_w)
+        self.fd_in, self.fd_out = rep_r, req_w  # judge reads replies, writes requests
+
+    def _stage_files(self, source: bytes | None) -> Path:
+        """The harness and the submission, where the sandbox will see them."""
+        # Files the worker reads: world-readable inside a bwrap sandbox (nothing else is
+        # visible there); in setuid mode readable only through the worker's own group.
+        dir_mode, file_mode = (0o750, 0o640) if self.mode == "setuid" else (0o755, 0o644)
+        subdir = self.workdir / "submission"
+        self.harness = self.workdir / "harness"
+        subdir.mkdir()
+        self.harness.mkdir()
+        files = [self.harness / n for n in HARNESS_FILES]
+        for name in HARNESS_FILES:
+            shutil.copyfile(HARNESS_DIR / name, self.harness / name)
+        if source is not None:
+            files.append(subdir / f"{self.spec.module_name}.py")
+            files[-1].write_bytes(source)
+        for path in files:
+            self._own(path, file_mode)
+        for path in (self.workdir, subdir, self.harness):
+            self._own(path, dir_mode)
+        return subdir
+
+    def _launch(self, program: str, subdir: Path, program_args: list[str],
+                keep_fds: tuple[int, ...] = (), seccomp_filter: bool = True) -> None:
+        """Start ``python -I <harness>/<program> ...`` in the sandbox, output drained and capped."""
+        spec = self.spec
+        out_r, out_w = os.pipe()
         self._extra_fds: list[int] = []
         user = {}
+        submission = (["--submission", f"/submission/{spec.module_name}.py"]
+                      if program == "worker.py" else [])
         if self.mode == "bwrap":
-            argv = self._bwrap_argv(harness, subdir, worker_args)
+            argv = self._bwrap_argv(self.harness, subdir, [f"/harness/{program}"] + submission
+                                    + program_args, seccomp_filter)
             env = {"PATH": "/usr/bin:/bin"}
         else:
-            # No outer filter: the worker loads the seccomp filter itself, before the submission.
-            argv = [sys.executable, "-I", str(harness / "worker.py"),
-                    "--submission", str(sub_file), "--seccomp"] + worker_args
+            if program == "worker.py":
+                # No outer filter: the worker loads the seccomp filter itself, before the submission.
+                submission = ["--submission", str(subdir / f"{spec.module_name}.py"), "--seccomp"]
+            argv = [sys.executable, "-I", str(self.harness / program)] + submission + program_args
+            setuid = self.mode == "setuid"
             env = self._worker_env(tmp="/tmp" if setuid else str(self.workdir))
             if setuid:
                 uid, gid = spec.identity
@@ -210,11 +250,10 @@ class WorkerProcess:
                 self.uid = uid
         self.popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
-            pass_fds=(req_r, rep_w, *self._extra_fds), env=env, cwd=str(self.workdir),
+            pass_fds=(*keep_fds, *self._extra_fds), env=env, cwd=str(self.workdir),
             start_new_session=True, preexec_fn=_set_rlimits(spec.limits, spec.device), **user)
-        for fd in (req_r, rep_w, out_w, *self._extra_fds):
+        for fd in (out_w, *self._extra_fds):
             os.close(fd)
-        self.fd_in, self.fd_out = rep_r, req_w  # judge reads replies, writes requests
         self._drain = threading.Thread(target=self._drain_output, args=(out_r,), daemon=True)
         self._drain.start()
 
@@ -232,7 +271,8 @@ class WorkerProcess:
                 "PYTHONHASHSEED": "0", "TORCHINDUCTOR_CACHE_DIR": f"{tmp}/inductor",
                 "TRITON_CACHE_DIR": f"{tmp}/triton", "MPLCONFIGDIR": tmp}
 
-    def _bwrap_argv(self, harness: Path, subdir: Path, worker_args: list[str]) -> list[str]:
+    def _bwrap_argv(self, harness: Path, subdir: Path, program_args: list[str],
+                    seccomp_filter: bool = True) -> list[str]:
         spec = self.spec
         binds: list[tuple[Path, str]] = [(r, str(r)) for r in _python_roots()]
         binds += [(harness, "/harness"), (subdir, "/submission")]
@@ -264,7 +304,7 @@ class WorkerProcess:
             hidden = hidden.resolve()
             if any(hidden.is_relative_to(src) for src, _ in binds) and hidden.exists():
                 args += ["--tmpfs", str(hidden)] if hidden.is_dir() else ["--ro-bind", "/dev/null", str(hidden)]
-        bpf = seccomp.compile_filter()
+        bpf = seccomp.compile_filter() if seccomp_filter else None
         if bpf is not None:
             bpf_path = self.workdir / "seccomp.bpf"
             bpf_path.write_bytes(bpf)
@@ -274,8 +314,7 @@ class WorkerProcess:
         args += ["--clearenv"]
         for k, v in self._worker_env(tmp="/tmp").items():
             args += ["--setenv", k, v]
-        args += ["--chdir", "/tmp", sys.executable, "-I", "/harness/worker.py",
-                 "--submission", f"/submission/{spec.module_name}.py"] + worker_args
+        args += ["--chdir", "/tmp", sys.executable, "-I"] + program_args
         bwrap = [bwrap_path()] + args
         if not is_root:
             return bwrap
@@ -334,23 +373,7 @@ class WorkerProcess:
 
     def _tree(self) -> list[int]:
         """This worker's process and all its descendants (sandboxed ones too)."""
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-                ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-        out, todo = [], [self.popen.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, []))
-        return out
+        return process_tree(self.popen.pid)
 
     def _signal_tree(self, sig: int) -> None:
         for pid in self._tree():
@@ -381,13 +404,21 @@ class WorkerProcess:
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def close(self) -> None:
-        self.kill()
+    def wait(self, timeout: float) -> None:
         try:
-            self.popen.wait(timeout=10)
+            self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pass
+
+    def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return   # never close fd numbers twice: they may belong to someone else by now
+        self._closed = True
+        self.kill()
+        self.wait(10)
         for fd in (self.fd_in, self.fd_out):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:

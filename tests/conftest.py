@@ -41,9 +41,22 @@ def require_docker():
         pytest.skip(why)
 
 
+@pytest.fixture(scope="session")
+def warm_server():
+    """The fork server of the "warm" backend: student workers forked with torch imported."""
+    from runner.grade import fork_server
+    server = fork_server("required")
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def grade_file(reference_workers):
-    """grade_file(path, exercise=..., tests=[...], seed=..., backend=..., **exercise_overrides)"""
+def grade_file(reference_workers, request):
+    """grade_file(path, exercise=..., tests=[...], seed=..., backend=..., **exercise_overrides)
+
+    backend: "local" (a fresh sandboxed process per worker), "warm" (student workers forked
+    by a fork server, as `grade batch` does) or "docker" (a container per submission).
+    """
     def run(path, exercise="distance_matrix", tests=None, seed=None, sandbox="required",
             backend="local", **overrides):
         if backend == "docker":
@@ -51,8 +64,9 @@ def grade_file(reference_workers):
             return grade_in_container(read(path), exercises.load(exercise),
                                       seed=seed if seed is not None else secrets.randbits(48),
                                       tests=tests, overrides=overrides)
+        server = request.getfixturevalue("warm_server") if backend == "warm" else None
         options = Options(seed=seed, sandbox=sandbox, tests=tests, overrides=overrides,
-                          reference_workers=reference_workers)
+                          reference_workers=reference_workers, fork_server=server)
         return grade(read(path), exercises.load(exercise), options)
     return run
 

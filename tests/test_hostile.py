@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 
 from runner.exercises import GRADERS, REFERENCE, ROOT
-from runner.sandbox import ALLOCATED_UIDS
+from runner.sandbox import ALLOCATED_UIDS, process_tree
 from runner.results import write_json_atomic
 
 from .conftest import HOSTILE, require_docker
 
 
-@pytest.fixture(params=["local", "docker"])
+@pytest.fixture(params=["local", "warm", "docker"])
 def backend(request):
-    """Every attack runs against both backends: bwrap workers, and a container per submission."""
+    """Every attack runs against every backend: bwrap workers, forked warm workers (batch), and
+    a container per submission."""
     if request.param == "docker":
         require_docker()
     return request.param
@@ -68,7 +69,7 @@ def processes_of(uids: set[int]) -> list[int]:
 
 
 @pytest.fixture(autouse=True)
-def no_survivors(reference_workers, backend):
+def no_survivors(reference_workers, backend, request):
     """No process of a worker this test started (no container) may outlive the grading."""
     if backend == "docker":
         yield
@@ -80,6 +81,16 @@ def no_survivors(reference_workers, backend):
     first = len(ALLOCATED_UIDS)
     yield
     shared = {w.process.uid for w in reference_workers.values() if w.process is not None}
+    if backend == "warm":
+        # The fork server lives on (its uid too); what must be gone is every child it forked.
+        server = request.getfixturevalue("warm_server").server
+        if server is not None:
+            shared.add(server.uid)
+            assert server.alive(), "a submission took the fork server down"
+            deadline = time.time() + 5
+            while len(process_tree(server.host_pid)) > 1 and time.time() < deadline:
+                time.sleep(0.1)
+            assert process_tree(server.host_pid) == [server.host_pid], "a forked worker survived"
     uids = set(ALLOCATED_UIDS[first:]) - shared
     deadline = time.time() + 5
     while processes_of(uids) and time.time() < deadline:

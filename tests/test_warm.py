@@ -1,0 +1,116 @@
+"""Warm workers forked by a fork server: as isolated as fresh ones, and nothing carries over."""
+import os
+import time
+
+import pytest
+
+from runner.client import RemoteNamespace, StudentRaised, Worker, WorkerFailed
+from runner.grade import HIDDEN, fork_server
+from runner.sandbox import Limits, WorkerSpec, bwrap_path, process_tree
+
+pytestmark = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is required")
+
+SNOOP = b'''
+import os, resource, sys
+
+def tmp_listing():
+    return sorted(os.listdir("/tmp"))
+
+def leave_a_file():
+    with open("/tmp/left-behind", "w") as f:
+        f.write("secret of the previous student")
+    os.makedirs("/tmp/locked/deeper", exist_ok=True)
+    os.chmod("/tmp/locked", 0)
+    return True
+
+def parent_secrets():
+    out = {}
+    for what in ("environ", "mem", "fd"):
+        try:
+            path = f"/proc/{os.getppid()}/{what}"
+            os.listdir(path) if what == "fd" else open(path, "rb").read(16)
+            out[what] = "readable"
+        except OSError as e:
+            out[what] = type(e).__name__
+    return out
+
+def memory_limit():
+    return resource.getrlimit(resource.RLIMIT_AS)[0]
+
+def who():
+    return {"uid": os.getuid(), "argv": sys.argv[1:3], "tmp": os.getcwd()}
+
+def kill_the_server():
+    os.kill(os.getppid(), 9)
+    import time
+    time.sleep(30)
+'''
+
+
+@pytest.fixture
+def server():
+    s = fork_server("required")
+    yield s
+    s.close()
+
+
+def spawn(server, memory_mb=1024):
+    return Worker(WorkerSpec(SNOOP, "snoop", limits=Limits(memory_mb=memory_mb),
+                             hidden_paths=HIDDEN), "bwrap", call_timeout=10, launcher=server)
+
+
+def test_children_get_their_own_limits_and_a_clean_tmp(server):
+    first = spawn(server, memory_mb=1024)
+    ns = RemoteNamespace(first)
+    assert ns.memory_limit() == 1024 << 20
+    info = ns.who()
+    assert info["uid"] != 0 and info["argv"][0] == "--submission"
+    assert ns.leave_a_file() is True
+    assert "left-behind" in ns.tmp_listing()
+    first.stop()
+    second = spawn(server, memory_mb=2048)
+    ns = RemoteNamespace(second)
+    try:
+        assert ns.memory_limit() == 2048 << 20
+        assert ns.tmp_listing() == ["submission"]   # only its own file: nothing of the first child
+    finally:
+        second.stop()
+    assert server.starts == 1   # both came from one warm server
+
+
+def test_a_child_cannot_look_into_the_server(server):
+    w = spawn(server)
+    try:
+        seen = RemoteNamespace(w).parent_secrets()
+    finally:
+        w.stop()
+    assert seen == {"environ": "PermissionError", "mem": "PermissionError", "fd": "PermissionError"}
+
+
+def test_killing_the_server_costs_only_the_attacker(server):
+    w = spawn(server)
+    with pytest.raises(WorkerFailed) as failed:
+        RemoteNamespace(w).kill_the_server()
+    assert failed.value.status == "crashed"
+    w.stop()
+    nxt = spawn(server)
+    try:
+        assert RemoteNamespace(nxt).tmp_listing() == ["submission"]
+    finally:
+        nxt.stop()
+    assert server.starts == 2   # restarted once, on demand
+
+
+def test_a_new_child_replaces_one_still_running(server):
+    a = spawn(server)
+    RemoteNamespace(a).who()
+    first_pid = a.process.host_pid
+    b = spawn(server)
+    try:
+        RemoteNamespace(b).who()   # spawning b stopped a: never two students side by side
+        assert not os.path.exists(f"/proc/{first_pid}") or \
+            open(f"/proc/{first_pid}/stat").read().split(") ")[1][0] in "ZX"
+        assert len(process_tree(server.server.host_pid)) == 2
+    finally:
+        a.stop()
+        b.stop()
