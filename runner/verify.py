@@ -99,21 +99,36 @@ def problems(case: Case, result: GradingResult, known_tests: set[str]) -> list[s
 class _Collector:
     def __init__(self):
         self.points: dict[str, float] = {}
+        self.gpu: set[str] = set()
 
     def pytest_collection_modifyitems(self, items):
         for item in items:
             marker = item.get_closest_marker("points")
             self.points[item.name] = float(marker.args[0]) if marker else 1.0
+            if item.get_closest_marker("gpu"):
+                self.gpu.add(item.name)
 
 
-def collect_points(exercise: Exercise) -> dict[str, float]:
-    """Test name -> points, read from the grader's markers without running it."""
+def _collect(exercise: Exercise) -> "_Collector":
+    """Read the grader's tests and markers without running it."""
     collector = _Collector()
     with contextlib.redirect_stdout(io.StringIO()):
         pytest.main([str(exercise.grader), "--collect-only", "-q", "-p", "no:cacheprovider",
                      "--rootdir", str(ROOT), "-c", str(GRADERS / "pytest.ini"),
                      "--import-mode=importlib"], plugins=[collector])
-    return collector.points
+    return collector
+
+
+def collect_points(exercise: Exercise) -> dict[str, float]:
+    """Test name -> points, read from the grader's markers without running it."""
+    return _collect(exercise).points
+
+
+def max_points(exercise: Exercise, device: str) -> float:
+    """The maximum a grading on ``device`` can award (GPU-only tests count only on a GPU)."""
+    collector = _collect(exercise)
+    on_gpu = device.startswith("cuda")
+    return sum(p for name, p in collector.points.items() if on_gpu or name not in collector.gpu)
 
 
 def verify_exercise(exercise: Exercise, *, sandbox: str = "auto", quick: bool = False,
