@@ -138,6 +138,69 @@ def docker_or_die(image: str):
     return dc
 
 
+@main.command()
+@click.argument("submissions", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", "results", type=click.Path(path_type=Path), required=True,
+              help="Results folder: <student>/<exercise>.json, tests.csv, gradebook.csv, report.html.")
+@click.option("--roster", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="CSV with a student_id column: rostered students without a file get 0 (missing).")
+@click.option("--exercise", "only", multiple=True,
+              help="Grade only this exercise (repeatable; default: every exercise found).")
+@click.option("--jobs", type=click.IntRange(1, 512), default=1, show_default=True,
+              help="Gradings at a time on this machine (N > 1: a Dask LocalCluster of N processes).")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Send the gradings to a running Dask scheduler (tcp://host:8786) instead.")
+@click.option("--regrade", is_flag=True, help="Grade again what is already graded.")
+@click.option("--seed", type=int, help="Base seed: each student x exercise gets a seed derived from "
+              "it (default: fresh secret seeds; recorded in each result).")
+@sandbox_option
+@device_option
+@backend_option
+@gpu_option
+@click.option("--image", default="grade:latest", show_default=True, help="docker backend: the image.")
+def batch(submissions, results, roster, only, jobs, cluster, regrade, seed, sandbox, device,
+          backend, gpu, image):
+    """Grade a whole class: SUBMISSIONS/<student>/<exercise>.py|.ipynb (or nbgrader's
+    submitted/<student>/<assignment>/*.ipynb).  Resumable: what is graded is kept."""
+    from runner import batch as b
+    from runner.batch_progress import BatchProgress
+
+    if cluster and jobs > 1:
+        die("--jobs and --cluster exclude each other (the cluster decides how many run)")
+    if backend == "local":
+        check_sandbox(sandbox)
+    else:
+        docker_or_die(image)
+    gpu_setting, jobs = b.gpu_layout(gpu, jobs, cluster, backend)
+    settings = b.Settings(backend=backend, sandbox=sandbox, device=device, image=image, gpu=gpu_setting)
+    console = Console(stderr=True)
+    progress = BatchProgress(console)
+    try:
+        with progress:
+            report = b.run_batch(submissions, results, settings=settings, roster_path=roster,
+                                 only=list(only) or None, regrade=regrade, seed=seed, jobs=jobs,
+                                 cluster=cluster, on_plan=progress.start, on_record=progress.advance)
+    except (ValueError, FileNotFoundError, exercises.UnknownExercise) as e:
+        die(str(e))
+    progress.print_summary(report, results)
+
+
+@main.command()
+@click.argument("results", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--roster", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def report(results, roster):
+    """Rebuild tests.csv, gradebook.csv and report.html from RESULTS/<student>/<exercise>.json."""
+    from runner.gradebook import write_csvs
+    from runner.html_report import write_html_report
+    try:
+        written = write_csvs(results, roster)
+        written["report"] = write_html_report(results, roster_path=roster)
+    except ValueError as e:
+        die(str(e))
+    for path in written.values():
+        click.echo(str(path))
+
+
 @main.group()
 def image():
     """The grading image for the docker backend."""

@@ -28,6 +28,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 
 HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
 if HARNESS_DIR not in sys.path:
@@ -74,9 +75,11 @@ def reply(sock: socket.socket, value: dict) -> None:
     sock.sendall(HEADER.pack(len(data)) + data)
 
 
-def wipe_tmp() -> None:
-    for entry in os.listdir("/tmp"):
-        path = os.path.join("/tmp", entry)
+def wipe(scratch: str) -> None:
+    """Empty the children's scratch folder (the sandbox's own /tmp, or a private folder)."""
+    os.makedirs(scratch, exist_ok=True)
+    for entry in os.listdir(scratch):
+        path = os.path.join(scratch, entry)
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 for root, dirs, _ in os.walk(path):
@@ -93,7 +96,7 @@ def wipe_tmp() -> None:
             pass
 
 
-def become_worker(request: dict, fds: list[int], ctl: socket.socket) -> None:
+def become_worker(request: dict, fds: list[int], ctl: socket.socket, scratch: str) -> None:
     """In the child: shed the server, enter the worker's limits, serve.  Never returns."""
     try:
         req_r, rep_w, out_w = fds
@@ -113,14 +116,16 @@ def become_worker(request: dict, fds: list[int], ctl: socket.socket) -> None:
         for name, value in limits.items():
             which = getattr(resource, name)
             resource.setrlimit(which, (value, value))
-        os.makedirs("/tmp/submission", exist_ok=True)
-        path = f"/tmp/submission/{request['module_name']}.py"
+        os.makedirs(f"{scratch}/submission", exist_ok=True)
+        path = f"{scratch}/submission/{request['module_name']}.py"
         with open(path, "wb") as f:
             f.write(request["source"])
         os.chmod(path, 0o444)
-        os.chdir("/tmp")
+        os.chdir(scratch)
         threads = str(request["threads"])
-        os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TMPDIR=scratch,
+                          HOME=scratch)
+        tempfile.tempdir = None
         seccomp.install()
         args = argparse.Namespace(submission=path, module_name=request["module_name"],
                                   threads=request["threads"], device=request["device"],
@@ -156,7 +161,7 @@ def status_of(pid: int, block: bool) -> int | None:
 EXITED: dict[int, int] = {}
 
 
-def serve(ctl: socket.socket) -> None:
+def serve(ctl: socket.socket, scratch: str) -> None:
     child: int | None = None
     reply(ctl, {"status": "ready", "pid": os.getpid()})
     while True:
@@ -168,10 +173,10 @@ def serve(ctl: socket.socket) -> None:
             if child is not None and status_of(child, block=False) is None:
                 os.kill(child, signal.SIGKILL)   # the judge always stops one before the next
                 status_of(child, block=True)
-            wipe_tmp()
+            wipe(scratch)
             child = os.fork()
             if child == 0:
-                become_worker(request, fds, ctl)
+                become_worker(request, fds, ctl, scratch)
             for fd in fds:
                 os.close(fd)
             reply(ctl, {"status": "ok", "pid": child})
@@ -187,13 +192,15 @@ def serve(ctl: socket.socket) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fd-ctl", type=int, required=True)
+    parser.add_argument("--scratch", required=True,
+                        help="emptied before each child: /tmp in a sandbox, a private folder without")
     args = parser.parse_args()
     # Children run under this uid: keep them out of this process (ptrace, /proc/<pid>/mem, fds).
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=args.fd_ctl)
     os.set_inheritable(args.fd_ctl, False)
-    serve(ctl)
+    serve(ctl, args.scratch)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ class _ServerProcess(WorkerProcess):
     def _start(self) -> None:
         subdir = self._stage_files(None)
         ours, theirs = socket.socketpair()
-        self._launch("forkserver.py", subdir, ["--fd-ctl", str(theirs.fileno())],
+        # In bwrap the whole /tmp is the sandbox's own; unisolated, only a folder of ours.
+        scratch = "/tmp" if self.mode == "bwrap" else str(self.workdir / "scratch")
+        self._launch("forkserver.py", subdir, ["--fd-ctl", str(theirs.fileno()), "--scratch", scratch],
                      keep_fds=(theirs.fileno(),), seccomp_filter=False)  # children filter themselves
         theirs.close()
         self.ctl = ours
@@ -60,9 +62,9 @@ class _ServerProcess(WorkerProcess):
         self.lock = threading.Lock()
         hello = self._reply(timeout=120)
         self.ns_pid = hello["pid"]
+        # Its host pid (in a sandbox it has another pid in its own namespace).
         self.host_pid = next((p for p in process_tree(self.popen.pid)
-                              if (_ns_pid(p) or (0, 0))[1] == self.ns_pid and p != self.popen.pid),
-                             None)
+                              if (_ns_pid(p) or (0, 0))[1] == self.ns_pid), None)
 
     def request(self, message: dict, fds: list[int] = (), payload: bytes = b"",
                 timeout: float = 30) -> dict:
@@ -78,6 +80,7 @@ class _ServerProcess(WorkerProcess):
                 self.ctl.sendall(frame[HEADER.size:] + payload)
                 return self._reply(timeout)
             except (OSError, AssertionError, ValueError, EOFError) as e:
+                self.kill()   # a late reply would answer the next request: start afresh
                 raise ForkServerFailed(f"fork server: {e}") from None
 
     def _reply(self, timeout: float) -> dict:

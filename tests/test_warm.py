@@ -1,6 +1,8 @@
 """Warm workers forked by a fork server: as isolated as fresh ones, and nothing carries over."""
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,16 +13,17 @@ from runner.sandbox import Limits, WorkerSpec, bwrap_path, process_tree
 pytestmark = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is required")
 
 SNOOP = b'''
-import os, resource, sys
+import os, resource, sys, tempfile
+TMP = tempfile.gettempdir()   # /tmp in a sandbox; the server's scratch folder without one
 
 def tmp_listing():
-    return sorted(os.listdir("/tmp"))
+    return sorted(os.listdir(TMP))
 
 def leave_a_file():
-    with open("/tmp/left-behind", "w") as f:
+    with open(f"{TMP}/left-behind", "w") as f:
         f.write("secret of the previous student")
-    os.makedirs("/tmp/locked/deeper", exist_ok=True)
-    os.chmod("/tmp/locked", 0)
+    os.makedirs(f"{TMP}/locked/deeper", exist_ok=True)
+    os.chmod(f"{TMP}/locked", 0)
     return True
 
 def parent_secrets():
@@ -114,3 +117,21 @@ def test_a_new_child_replaces_one_still_running(server):
     finally:
         a.stop()
         b.stop()
+
+
+def test_unisolated_server_wipes_only_its_own_folder(tmp_path):
+    """--sandbox none has no private /tmp: the server must not empty the host's."""
+    canary = Path(tempfile.gettempdir()) / f"grade-canary-{os.getpid()}"
+    canary.write_text("still here")
+    s = fork_server("none")
+    try:
+        for _ in range(2):
+            w = spawn(s)
+            try:
+                assert RemoteNamespace(w).leave_a_file() is True
+            finally:
+                w.stop()
+        assert canary.read_text() == "still here"
+    finally:
+        s.close()
+        canary.unlink()
