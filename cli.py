@@ -171,6 +171,12 @@ def batch(submissions, results, roster, only, jobs, cluster, regrade, seed, sand
         check_sandbox(sandbox)
     else:
         docker_or_die(image)
+    if roster is not None:
+        from runner.gradebook import read_roster
+        try:
+            read_roster(roster)   # a bad roster stops us before anything is graded
+        except ValueError as e:
+            die(str(e))
     gpu_setting, jobs = b.gpu_layout(gpu, jobs, cluster, backend)
     settings = b.Settings(backend=backend, sandbox=sandbox, device=device, image=image, gpu=gpu_setting)
     console = Console(stderr=True)

@@ -274,7 +274,7 @@ def close_warm_states() -> None:
 
 def grade_job(job: Job, settings: Settings) -> dict:
     """Grade one submission; returns its record.  Never raises for anything the student did."""
-    from .submission import UnusableSubmission, from_bytes as from_file_bytes  # TODO notebooks
+    from .submission import UnusableSubmission, from_file_bytes
     started = time.monotonic()
     exercise = exercises.load(job.exercise)
     try:

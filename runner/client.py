@@ -102,6 +102,10 @@ class Worker:
     def start(self) -> None:
         """Launch the process without waiting for it (so two can start at once)."""
         if self.process is None:
+            remaining = self.deadline.remaining()
+            if remaining is not None and remaining <= 0:
+                raise WorkerFailed("timeout", f"the submission used up its total time limit "
+                                   f"of {self.deadline.seconds:.0f} s")
             if self.starts > self.max_restarts:
                 raise WorkerFailed("crashed", f"the worker was restarted {self.max_restarts} "
                                    "times already; giving up on the remaining tests")
