@@ -25,7 +25,7 @@ from rich.text import Text
 
 from . import exercises
 from .exercises import GRADERS, ROOT, Exercise
-from .grade import Options, close_reference_workers, grade
+from .grade import Options, close_reference_workers, fork_server, grade
 from .results import GradingResult
 from .submission import read
 
@@ -157,9 +157,10 @@ def verify_all(names: list[str], *, sandbox: str = "auto", quick: bool = False,
     for col in ("exercise", "solution", "score", "time", "verdict"):
         table.add_column(col)
     ok = True
+    server = fork_server(sandbox) if backend == "local" else None   # warm student workers
     for name in names:
         exercise = exercises.load(name)
-        options = Options(sandbox=sandbox)
+        options = Options(sandbox=sandbox, fork_server=server)
         try:
             with console.status(f"verifying {name}..."):
                 rows = verify_exercise(exercise, quick=quick, options=options, backend=backend)
@@ -170,6 +171,8 @@ def verify_all(names: list[str], *, sandbox: str = "auto", quick: bool = False,
             verdict = Text("ok", style="green") if not found else Text("\n".join(found), style="red")
             table.add_row(name, case.label, f"{result.score:g}/{result.max_score:g}",
                           f"{result.execution_time:.1f} s", verdict)
+    if server is not None:
+        server.close()
     console.print(table)
     console.print("[green]all graders verified[/green]" if ok else "[red]verification failed[/red]")
     return ok

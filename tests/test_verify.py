@@ -12,12 +12,14 @@ from runner.verify import Case, cases, problems, verify_exercise
 
 
 @pytest.mark.parametrize("name", exercises.names())
-def test_exercise_verifies(name, reference_workers):
+def test_exercise_verifies(name, reference_workers, warm_server):
     exercise = exercises.load(name)
     kinds = [c.kind for c in cases(exercise)]
     assert kinds.count("mutant") >= 4, "every grader needs at least four mutants"
     assert kinds.count("correct") >= 2, "every grader needs correct solutions in other styles"
-    options = Options(sandbox="required", reference_workers=reference_workers)
+    # Student workers forked warm, as `grade batch` and `grade verify` run them.
+    options = Options(sandbox="required", reference_workers=reference_workers,
+                      fork_server=warm_server)
     rows = verify_exercise(exercise, quick=True, options=options)
     bad = {case.label: found for case, _, found in rows if found}
     assert not bad, bad
