@@ -82,6 +82,8 @@ def discover(root: Path) -> Discovery:
             for assignment in _visible(student.iterdir()):
                 files = _visible(assignment.iterdir()) if assignment.is_dir() else [assignment]
                 for f in files:
+                    if f.name == "timestamp.txt":
+                        continue   # written by `nbgrader collect` next to every submission
                     # The notebook's stem names the exercise; else the assignment folder does.
                     name = f.stem if f.stem in known else assignment.name
                     _add(out, root, student.name, name if name in known else None, f)
