@@ -3,6 +3,9 @@
     grade submit FILE... [--exercise NAME] [--results PATH]   grade submissions
     grade list                                                the exercises
     grade verify [--exercise NAME]...                         prove the graders right
+    grade batch SUBMISSIONS --out RESULTS [...]               a whole class (docs/batch.md)
+    grade report RESULTS                                      CSVs + HTML report from results
+    grade release OUT / grade gradescope OUT                  student bundle / Gradescope zip
 """
 from __future__ import annotations
 
@@ -46,10 +49,12 @@ def check_sandbox(mode: str) -> str:
     return resolved
 
 
-sandbox_option = click.option("--sandbox", type=click.Choice(["auto", "required", "none"]),
+sandbox_option = click.option("--sandbox", type=click.Choice(["auto", "required", "none", "setuid"]),
                               default="auto", show_default=True,
                               help="auto: bubblewrap if installed, else an unisolated subprocess "
-                                   "(with a warning); required: fail without bubblewrap.")
+                                   "(with a warning); required: fail without bubblewrap; setuid: "
+                                   "inside a container, workers run as the grade-student / "
+                                   "grade-reference users (root judge; Dockerfile.gpu, Gradescope).")
 device_option = click.option("--device", default="auto", show_default=True,
                              help="auto, cpu, cuda or cuda:N")
 
@@ -160,8 +165,11 @@ def docker_or_die(image: str):
 @click.option("--image", default="grade:latest", show_default=True, help="docker backend: the image.")
 def batch(submissions, results, roster, only, jobs, cluster, regrade, seed, sandbox, device,
           backend, gpu, image):
-    """Grade a whole class: SUBMISSIONS/<student>/<exercise>.py|.ipynb (or nbgrader's
-    submitted/<student>/<assignment>/*.ipynb).  Resumable: what is graded is kept."""
+    """Grade a whole class, resumably (see docs/batch.md).
+
+    SUBMISSIONS holds <student>/<exercise>.py|.ipynb, or nbgrader's
+    submitted/<student>/<assignment>/*.ipynb.  What is already graded (same file, same
+    graders) is kept; results are written one by one as they finish."""
     from runner import batch as b
     from runner.batch_progress import BatchProgress
 
@@ -205,6 +213,31 @@ def report(results, roster):
         die(str(e))
     for path in written.values():
         click.echo(str(path))
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
+def release(out, names):
+    """Write what students get: per exercise the stub, a notebook (nbgrader-ready), public tests."""
+    from runner.release import write_release
+    try:
+        written = write_release(out, list(names) or None)
+    except exercises.UnknownExercise as e:
+        die(str(e))
+    click.echo(f"{len(written)} files in {out}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
+def gradescope(out, names):
+    """Build OUT/autograder.zip: setup.sh + run_autograder for a Gradescope assignment."""
+    from runner.gradescope import write_gradescope
+    try:
+        click.echo(str(write_gradescope(out, list(names) or None)))
+    except exercises.UnknownExercise as e:
+        die(str(e))
 
 
 @main.group()

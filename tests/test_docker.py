@@ -162,3 +162,23 @@ def test_thread_bomb_meets_the_pids_limit(dc):
     message = result.test("test_matches_float64_truth").message
     assert "stopped after 0 forks" in message and "thread bomb after" in message
     assert leftover_containers(dc) == []
+
+
+def test_batch_in_containers_matches_the_local_batch(tmp_path, dc):
+    """`grade batch --backend docker --jobs 2`: a container per submission, the same gradebook."""
+    from runner.batch import Settings, run_batch
+    from runner.exercises import ASSIGNMENTS, SOLUTIONS
+    subs = tmp_path / "subs"
+    for student, source in [("ann", SOLUTIONS / "custom_sigmoid" / "correct_tanh.py"),
+                            ("bo", SOLUTIONS / "custom_sigmoid" / "wrong_sigma_squared.py"),
+                            ("cy", ASSIGNMENTS / "custom_sigmoid" / "custom_sigmoid.py")]:
+        (subs / student).mkdir(parents=True)
+        (subs / student / "custom_sigmoid.py").write_bytes(source.read_bytes())
+    run_batch(subs, tmp_path / "local", settings=Settings(sandbox="required"), seed=3)
+    run_batch(subs, tmp_path / "docker", settings=Settings(backend="docker", gpu="none"), seed=3,
+              jobs=2)
+    assert (tmp_path / "docker" / "gradebook.csv").read_text() == \
+        (tmp_path / "local" / "gradebook.csv").read_text()
+    ann = json.loads((tmp_path / "docker" / "ann" / "custom_sigmoid.json").read_text())
+    assert ann["extra_data"]["backend"] == "docker" and ann["extra_data"]["sandbox"] == "docker"
+    assert leftover_containers(dc) == []
