@@ -95,7 +95,7 @@ class Worker:
         self.generation = 0
         self.starts = 0
         self.exports: list[str] = []
-        self.import_error: StudentRaised | None = None
+        self.import_error: StudentRaised | WorkerFailed | None = None
         self.info: dict = {}
 
     # -- lifecycle ----------------------------------------------------------
@@ -135,6 +135,11 @@ class Worker:
             exc.message = f"importing your file failed: {exc.exc_type}: {exc.message}"
             self.import_error = exc
             self.stop()
+            raise
+        except WorkerFailed as exc:
+            if exc.status == "timeout":   # it would time out again: fail the other tests at once
+                exc.message = f"importing your file (its top-level code) {exc.message}"
+                self.import_error = exc
             raise
 
     def stop(self) -> None:

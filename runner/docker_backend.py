@@ -197,6 +197,7 @@ def grade_in_container(submission: Submission, exercise: Exercise, *, seed: int,
                     "checkout (it is out of date): rebuild it with `grade image build`")
             result.sandbox = "docker"
             result.submission = str(submission.path)
+            result.sha256 = submission.sha256   # of the file as submitted (a notebook, not its code)
             result.execution_time = time.monotonic() - started
             return result
         finally:
