@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 from . import exercises
 from .results import GradingResult, write_json_atomic
 
-NOTEBOOK_SUFFIXES = (".py", ".ipynb")
+SUBMISSION_SUFFIXES = (".py", ".ipynb")
 MAX_FILE_BYTES = 32 << 20      # larger files are not read at all ("unusable")
 
 
@@ -99,7 +99,7 @@ def discover(root: Path) -> Discovery:
 
 def _add(out: Discovery, root: Path, student: str, exercise: str | None, path: Path) -> None:
     rel = str(path.relative_to(root))
-    if exercise is None or path.suffix not in NOTEBOOK_SUFFIXES or path.is_dir():
+    if exercise is None or path.suffix not in SUBMISSION_SUFFIXES or path.is_dir():
         out.unknown.append(rel)
         return
     if path.is_symlink():
