@@ -328,17 +328,20 @@ def gpu_layout(choice: str, jobs: int, cluster: str | None, backend: str) -> tup
     """--gpu and --jobs -> (Settings.gpu, jobs): never two gradings on one GPU at a time.
 
     Without GPUs (or --gpu none) nothing changes.  With G GPUs, --jobs N runs min(N, G)
-    processes, process i pinned to GPU i; on a cluster every task asks for one "GPU"
-    resource (start each Dask worker with ``--resources GPU=1``, one per GPU).
+    processes, process i pinned to GPU i.  On a cluster, only with ``--gpu all``, every task
+    asks for one "GPU" resource (start each Dask worker with ``--resources GPU=1``, one per GPU).
     """
-    count = host_gpu_count() if cluster is None else 1
+    if cluster is not None:
+        # Only on request: a task asking for a GPU resource no worker offers would wait forever.
+        if choice == "all":
+            return "per-task", jobs   # GPU-only
+        return ("none" if backend == "docker" and choice == "none" else None), jobs
+    count = host_gpu_count()
     if choice == "none" or count == 0:
         return ("none" if backend == "docker" else None), jobs
     # GPU-only below: never runs in CI
     if choice not in ("auto", "all"):
         return choice, 1                 # one pinned GPU: one grading at a time
-    if cluster is not None:
-        return "per-task", jobs
     if jobs <= 1:
         return ("0" if backend == "docker" else None), 1
     return "per-worker", min(jobs, count)

@@ -285,3 +285,19 @@ def test_cli_batch_and_report(tmp_path):
                           "--roster", str(bad_roster)], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 2 and run.stderr.startswith("grade: error:")
+
+
+@pytest.mark.parametrize("gpus,choice,jobs,cluster,backend,expected", [
+    (0, "auto", 4, None, "local", (None, 4)),            # no GPU: nothing changes
+    (0, "auto", 4, None, "docker", ("none", 4)),
+    (2, "none", 4, None, "docker", ("none", 4)),         # GPUs present but not wanted
+    (2, "auto", 4, None, "docker", ("per-worker", 2)),   # never two gradings on one GPU
+    (2, "all", 1, None, "docker", ("0", 1)),
+    (4, "auto", 2, None, "local", ("per-worker", 2)),
+    (2, "1", 4, None, "docker", ("1", 1)),               # one pinned GPU: one at a time
+    (0, "all", 3, "tcp://h:8786", "docker", ("per-task", 3)),    # the cluster's GPU resources decide
+    (0, "auto", 3, "tcp://h:8786", "local", (None, 3)),          # only on request on a cluster
+])
+def test_gpu_layout(monkeypatch, gpus, choice, jobs, cluster, backend, expected):
+    monkeypatch.setattr(batch, "host_gpu_count", lambda: gpus)
+    assert batch.gpu_layout(choice, jobs, cluster, backend) == expected
