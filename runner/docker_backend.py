@@ -119,13 +119,24 @@ def sweep_stale(docker_client) -> int:
 
 
 def failed_result(submission: Submission, exercise: Exercise, seed: int, status: str,
-                  message: str, started: float) -> GradingResult:
-    """Every test failed for one reason (the container died or ran out of time)."""
-    from .verify import collect_points
-    tests = [TestOutcome(name=n, title=n, max_score=p, score=0.0, status=status, message=message)
-             for n, p in collect_points(exercise).items()]
+                  message: str, started: float, on_gpu: bool = False) -> GradingResult:
+    """Every test failed for one reason (the container died or ran out of time).
+
+    GPU-only tests are "skipped" when the container had no GPU, as in a normal grading there,
+    so the maximum is the same whether the submission crashed or not."""
+    from .verify import collect_tests
+    collector = collect_tests(exercise)
+    tests = []
+    for n, p in collector.points.items():
+        if n in collector.gpu and not on_gpu:
+            tests.append(TestOutcome(name=n, title=n, max_score=0.0, score=0.0,
+                                     status="skipped", message="no GPU"))
+        else:
+            tests.append(TestOutcome(name=n, title=n, max_score=p, score=0.0, status=status,
+                                     message=message))
     return GradingResult(exercise=exercise.name, submission=str(submission.path),
-                         sha256=submission.sha256, seed=seed, sandbox="docker", device="?",
+                         sha256=submission.sha256, seed=seed, sandbox="docker",
+                         device="cuda" if on_gpu else "cpu",
                          grader_version=grader_version(exercise), tests=tests,
                          execution_time=time.monotonic() - started)
 
@@ -173,7 +184,7 @@ def grade_in_container(submission: Submission, exercise: Exercise, *, seed: int,
                 container.kill()
                 return failed_result(submission, exercise, seed, "timeout",
                                      f"the grading container ran past {policy.wall_seconds:.0f} s "
-                                     "and was stopped", started)
+                                     "and was stopped", started, on_gpu=gpu is not None)
             out = container.logs(stdout=True, stderr=False, tail=50)
             try:
                 data = parse_result(out)
@@ -183,7 +194,8 @@ def grade_in_container(submission: Submission, exercise: Exercise, *, seed: int,
                 why = ("was killed: out of memory" if state.get("OOMKilled")
                        else f"exited with status {state.get('ExitCode')}")
                 result = failed_result(submission, exercise, seed, "crashed",
-                                       f"the grading container {why}", started)
+                                       f"the grading container {why}", started,
+                                       on_gpu=gpu is not None)
                 err = container.logs(stdout=False, stderr=True, tail=30)
                 for t in result.tests:
                     t.internal = err.decode("utf-8", "replace")[-4000:]   # instructors only

@@ -14,7 +14,11 @@ source of its code cells, in order, as one Python module:
   neutralised line by line so that line numbers stay the same.  A line is
   only considered where a new statement can start (a small lexical scanner
   tracks strings, brackets and backslash continuations), so text inside a
-  multi-line string is never touched.
+  multi-line string is never touched;
+* what Jupyter gives a notebook implicitly is put on line 1, before the first
+  cell's header comment: the ``from __future__`` imports of every cell (in a
+  module they must come first; their lines become ``pass``) and, when the code
+  calls ``display(...)``, a stand-in that prints.
 
 Anything that is not a readable notebook raises ``UnusableSubmission``.
 """
@@ -32,10 +36,17 @@ MAX_NOTEBOOK_BYTES = 16 << 20   # outputs (images) make notebooks big; they are 
 # Cell magics whose body is Python run once (timing/capturing does not change the result).
 KEPT_CELL_MAGICS = {"time", "timeit", "capture"}
 DROPPED = "# [grade] dropped: "
+MOVED = "# [grade] moved to line 1: "
 
 _NAMES = r"[A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*"
 _ASSIGN_ESCAPED = re.compile(rf"{_NAMES}\s*=\s*[!%]")                # files = !ls, t = %timeit f()
 _GET_IPYTHON = re.compile(rf"(?:{_NAMES}\s*=\s*)?get_ipython\s*\(")   # nbconvert's magic form
+# A notebook may import from __future__ in any cell (IPython compiles cell by cell); in one
+# module it must come first, so these lines move to line 1.
+_FUTURE = re.compile(r"from\s+__future__\s+import\s+(\w+(?:\s*,\s*\w+)*)\s*(?:#.*)?$")
+_CALLS_DISPLAY = re.compile(r"(?<![\w.])display\s*\(")
+# IPython's display() is a builtin in a notebook; printing is the nearest plain-Python stand-in.
+DISPLAY = "display = lambda *objects, **options: print(*objects)"
 
 
 @dataclass(frozen=True)
@@ -204,8 +215,9 @@ def replaced(line: str, statement_start: bool) -> str:
     return f"{indent}{form}{stripped[:40]}"
 
 
-def neutralise(lines: list[str]) -> list[str]:
-    """Replace the IPython-only statements of one cell's lines, one output line per input line."""
+def neutralise(lines: list[str], futures: list[str]) -> list[str]:
+    """Replace the IPython-only statements of one cell's lines, one output line per input line.
+    Top-level ``from __future__`` imports are replaced too; their features go to `futures`."""
     out = []
     lexer = Lexer()
     dropping = None     # None | "escaped" | "python": continuation lines of a dropped statement
@@ -220,6 +232,12 @@ def neutralise(lines: list[str]) -> list[str]:
             continue
         dropping = None
         stripped = line.strip()
+        future = _FUTURE.match(line) if start else None
+        if future:
+            futures.extend(f.strip() for f in future.group(1).split(","))
+            out.append("pass  " + MOVED + stripped[:40])
+            lexer.continued = False
+            continue
         if start and stripped and escaped_kind(stripped):
             # Not Python: not lexed (its quotes and brackets mean nothing); only a trailing
             # backslash continues it, as in IPython.
@@ -236,8 +254,9 @@ def neutralise(lines: list[str]) -> list[str]:
     return out
 
 
-def cell_lines(source: str) -> list[str]:
-    """One cell's source -> its lines with IPython syntax neutralised (same number of lines)."""
+def cell_lines(source: str, futures: list[str]) -> list[str]:
+    """One cell's source -> its lines with IPython syntax neutralised (same number of lines);
+    the features of its ``from __future__`` imports are added to `futures`."""
     # Python's tokenizer reads \r\n and \r as newlines too; make that explicit.
     lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
@@ -253,10 +272,10 @@ def cell_lines(source: str) -> list[str]:
     if head.startswith("%%"):
         magic = head[2:].split(maxsplit=1)[0] if head[2:].strip() else ""
         if magic in KEPT_CELL_MAGICS:
-            rest = neutralise(lines[first + 1:])
+            rest = neutralise(lines[first + 1:], futures)
             return lines[:first] + [replaced(head, False)] + rest
         return [replaced(l, False) if l.strip() else l for l in lines]   # %%bash, %%writefile ...
-    return neutralise(lines)
+    return neutralise(lines, futures)
 
 
 # ---- the module -----------------------------------------------------------------------
@@ -266,6 +285,7 @@ def extract(data: bytes, name: str) -> Extracted:
     nb = load(data, name)
     out: list[str] = []
     cells = []
+    futures: list[str] = []
     for number, cell in enumerate(nb.cells, start=1):
         if not taken(cell):
             continue
@@ -276,7 +296,16 @@ def extract(data: bytes, name: str) -> Extracted:
             raise UnusableSubmission(f"{name}: cell {number} contains a NUL character")
         cells.append(Cell(first_line=len(out) + 1, number=number, grade_id=grade_id(cell)))
         out.append(f"# [cell {number}{' ' + cells[-1].grade_id if cells[-1].grade_id else ''}]")
-        out.extend(cell_lines(source))
+        out.extend(cell_lines(source, futures))
+    # Line 1 is a cell header comment: what a notebook has implicitly goes there, so that no
+    # line number moves.
+    prelude = []
+    if futures:
+        prelude.append("from __future__ import " + ", ".join(dict.fromkeys(futures)))
+    if any(_CALLS_DISPLAY.search(line) for line in out):
+        prelude.append(DISPLAY)
+    if prelude and out:
+        out[0] = "; ".join(prelude) + "  " + out[0]
     source = "\n".join(out) + "\n"
     try:
         size = len(source.encode("utf-8"))

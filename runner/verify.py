@@ -96,7 +96,7 @@ def problems(case: Case, result: GradingResult, known_tests: set[str]) -> list[s
     return found
 
 
-class _Collector:
+class GraderCollector:
     def __init__(self):
         self.points: dict[str, float] = {}
         self.gpu: set[str] = set()
@@ -109,9 +109,9 @@ class _Collector:
                 self.gpu.add(item.name)
 
 
-def _collect(exercise: Exercise) -> "_Collector":
+def collect_tests(exercise: Exercise) -> "GraderCollector":
     """Read the grader's tests and markers without running it."""
-    collector = _Collector()
+    collector = GraderCollector()
     with contextlib.redirect_stdout(io.StringIO()):
         pytest.main([str(exercise.grader), "--collect-only", "-q", "-p", "no:cacheprovider",
                      "--rootdir", str(ROOT), "-c", str(GRADERS / "pytest.ini"),
@@ -121,12 +121,12 @@ def _collect(exercise: Exercise) -> "_Collector":
 
 def collect_points(exercise: Exercise) -> dict[str, float]:
     """Test name -> points, read from the grader's markers without running it."""
-    return _collect(exercise).points
+    return collect_tests(exercise).points
 
 
 def max_points(exercise: Exercise, device: str) -> float:
     """The maximum a grading on ``device`` can award (GPU-only tests count only on a GPU)."""
-    collector = _collect(exercise)
+    collector = collect_tests(exercise)
     on_gpu = device.startswith("cuda")
     return sum(p for name, p in collector.points.items() if on_gpu or name not in collector.gpu)
 

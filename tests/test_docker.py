@@ -103,6 +103,20 @@ def test_wall_limit_kills_a_container_that_will_not_finish(dc):
     assert "ran past 8 s" in result.tests[0].message
     assert leftover_containers(dc) == []
 
+def test_a_dead_container_keeps_the_cpu_maximum():
+    # A container that dies on a CPU host must not count GPU-only tests in the maximum:
+    # the same submission graded normally there would have them skipped.
+    from runner.verify import max_points
+    exercise = exercises.load("amp_training")
+    submission = read(REFERENCE / "amp_training.py")
+    on_cpu = docker_backend.failed_result(submission, exercise, 1, "crashed", "died", time.monotonic())
+    assert on_cpu.max_score == max_points(exercise, "cpu") < max_points(exercise, "cuda")
+    assert any(t.status == "skipped" for t in on_cpu.tests) and on_cpu.score == 0
+    on_gpu = docker_backend.failed_result(submission, exercise, 1, "crashed", "died", time.monotonic(),
+                                          on_gpu=True)
+    assert on_gpu.max_score == max_points(exercise, "cuda")
+
+
 
 def test_ctrl_c_still_removes_the_container(dc, monkeypatch):
     import docker.models.containers as containers
