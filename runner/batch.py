@@ -390,16 +390,31 @@ def run_local(jobs: list[Job], settings: Settings, on_record: Callable[[dict], N
         on_record(record)
 
 
+def start_local_cluster(n_workers: int):
+    """A LocalCluster of single-threaded grading processes, each on its own CPUs."""
+    from distributed import Client, LocalCluster
+
+    from .cpu_shares import PinCpus, cpu_slices
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=40)
+    client = Client(cluster)
+    try:
+        client.register_plugin(PinCpus(cpu_slices(n_workers)))
+    except BaseException:
+        client.close()
+        cluster.close()
+        raise
+    return cluster, client
+
+
 def run_dask(jobs: list[Job], settings: Settings, on_record: Callable[[dict], None], *,
              n_workers: int | None = None, address: str | None = None,
              versions: dict[str, str] | None = None) -> None:
     """--jobs N (a LocalCluster of N single-threaded processes) or --cluster ADDRESS."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
     cluster = None
     if address is None:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
-        client = Client(cluster)
+        cluster, client = start_local_cluster(n_workers)
     else:
         client = Client(address, timeout="30s")
     try:

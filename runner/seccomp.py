@@ -3,7 +3,8 @@
 A submission has no reason to start processes, and forbidding it removes a
 whole class of attacks at once: fork bombs, processes left running after
 the worker is gone, memory limits multiplied by forking, ``subprocess`` to
-reach tools.  Threads (``clone`` with CLONE_THREAD) stay allowed; torch
+reach tools.  Changing its CPU affinity is refused too: ``grade batch --jobs N``
+confines each grading process to its share of the CPUs.  Threads (``clone`` with CLONE_THREAD) stay allowed; torch
 needs them.  A few syscalls that only serve escapes and snooping are
 refused as well.
 
@@ -25,7 +26,9 @@ SCMP_CMP_MASKED_EQ = 7
 DENIED = ("fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev", "kexec_load",
           "kexec_file_load", "mount", "umount2", "pivot_root", "unshare", "setns", "bpf",
           "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "acct",
-          "swapon", "swapoff", "reboot", "init_module", "finit_module", "delete_module")
+          "swapon", "swapoff", "reboot", "init_module", "finit_module", "delete_module",
+          # the batch gives each grading process its own CPUs; a worker may not widen them
+          "sched_setaffinity")
 
 
 class _ArgCmp(ctypes.Structure):

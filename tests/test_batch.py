@@ -168,6 +168,28 @@ def test_a_dask_cluster_gives_the_same_results(klass, tmp_path):
     same_aggregates(out, tmp_path / "dask")
 
 
+def test_cpu_shares_cover_the_machine_without_overlap():
+    from runner.cpu_shares import cpu_slices
+    assert cpu_slices(3, set(range(8))) == [(0, 1, 2), (3, 4, 5), (6, 7)]
+    assert cpu_slices(2, {4, 9}) == [(4,), (9,)]
+    assert cpu_slices(3, {0, 1}) == [(0,), (1,), (0,)]      # more processes than CPUs: shared
+    assert cpu_slices(1, {0, 1, 2}) == [(0, 1, 2)]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_each_local_grading_process_gets_its_own_cpus():
+    # A submission's busy threads then slow only its own grading process (test_warm checks a
+    # worker cannot widen the set it inherits).
+    cluster, client = batch.start_local_cluster(2)
+    try:
+        shares = list(client.run(lambda: sorted(os.sched_getaffinity(0))).values())
+    finally:
+        client.close()
+        cluster.close()
+    assert sorted(cpu for share in shares for cpu in share) == sorted(os.sched_getaffinity(0))
+    assert all(shares) and not set(shares[0]) & set(shares[1])
+
+
 KILLABLE = """
 import sys
 from runner.batch import Settings, run_batch

@@ -43,6 +43,16 @@ def memory_limit():
 def who():
     return {"uid": os.getuid(), "argv": sys.argv[1:3], "tmp": os.getcwd()}
 
+def cpus():
+    return sorted(os.sched_getaffinity(0))
+
+def widen_cpus():
+    try:
+        os.sched_setaffinity(0, range(os.cpu_count()))
+        return "widened"
+    except OSError as e:
+        return type(e).__name__
+
 def kill_the_server():
     os.kill(os.getppid(), 9)
     import time
@@ -135,3 +145,31 @@ def test_unisolated_server_wipes_only_its_own_folder(tmp_path):
     finally:
         s.close()
         canary.unlink()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+@pytest.mark.parametrize("launcher", ["fresh", "warm"])
+def test_a_worker_keeps_the_cpus_of_its_grading_process(launcher):
+    # grade batch --jobs N pins each grading process to its share of the CPUs (cpu_shares.py);
+    # its workers inherit the share and may not widen it.
+    everything = os.sched_getaffinity(0)
+    one = {min(everything)}
+    os.sched_setaffinity(0, one)      # this thread: what it starts inherits its set
+    server = fork_server("required") if launcher == "warm" else None
+    try:
+        worker = Worker(WorkerSpec(SNOOP, "snoop", limits=Limits(), hidden_paths=HIDDEN), "bwrap",
+                        call_timeout=10, launcher=server)
+        worker.start()
+        os.sched_setaffinity(0, everything)   # the worker's set was fixed when it started
+        ns = RemoteNamespace(worker)
+        try:
+            assert ns.cpus() == sorted(one)
+            assert ns.widen_cpus() == "PermissionError"
+            assert ns.cpus() == sorted(one)
+        finally:
+            worker.stop()
+    finally:
+        os.sched_setaffinity(0, everything)
+        if server is not None:
+            server.close()
+
