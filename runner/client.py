@@ -82,6 +82,7 @@ class Worker:
 
     def __init__(self, spec: WorkerSpec, mode: str, *, role: str = "student",
                  call_timeout: float = 60.0, startup_timeout: float = 60.0,
+                 import_timeout: float | None = None,
                  deadline: Deadline | None = None, max_restarts: int = 6, launcher=None):
         self.spec = spec
         self.launcher = launcher   # a warm.ForkServer, or None: a fresh sandboxed process
@@ -89,6 +90,7 @@ class Worker:
         self.role = role
         self.call_timeout = call_timeout
         self.startup_timeout = startup_timeout
+        self.import_timeout = import_timeout or call_timeout   # the submission's top-level code
         self.deadline = deadline or Deadline(None)
         self.max_restarts = max_restarts
         self.process: WorkerProcess | None = None
@@ -130,7 +132,7 @@ class Worker:
         self.info = hello
         self._ready = True
         try:
-            self.exports = self.request({"op": "load"}) or []
+            self.exports = self.request({"op": "load"}, timeout=self.import_timeout) or []
         except StudentRaised as exc:
             exc.message = f"importing your file failed: {exc.exc_type}: {exc.message}"
             self.import_error = exc
@@ -138,7 +140,9 @@ class Worker:
             raise
         except WorkerFailed as exc:
             if exc.status == "timeout":   # it would time out again: fail the other tests at once
-                exc.message = f"importing your file (its top-level code) {exc.message}"
+                exc.message = (f"importing your file (its top-level code) {exc.message}; code "
+                               "that only demonstrates or trains (a notebook's last cells) can go "
+                               "under `if __name__ == \"__main__\":`, which grading skips")
                 self.import_error = exc
             raise
 

@@ -51,6 +51,13 @@ class Exercise:
     banned: Banned
     speed_budget: float | None
     settings: dict = field(default_factory=dict)   # [grader] table: free-form, for the grader
+    # wall seconds for the submission's top-level code (a notebook's training cells); None: the
+    # call_timeout.  It still counts against time_limit.
+    import_timeout: float | None = None
+
+    @property
+    def load_timeout(self) -> float:
+        return self.call_timeout if self.import_timeout is None else self.import_timeout
 
     @property
     def stub(self) -> Path:
@@ -93,6 +100,7 @@ def load(name: str) -> Exercise:
                       tuple(banned.get("aten", ()))),
         speed_budget=data.get("speed", {}).get("budget"),
         settings=data.get("grader", {}),
+        import_timeout=(float(limits["import_timeout"]) if "import_timeout" in limits else None),
     )
 
 

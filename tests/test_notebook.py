@@ -384,6 +384,22 @@ def test_top_level_infinite_loop_times_out_within_the_limits(tmp_path, grade_fil
     assert {t.status for t in result.tests} == {"timeout"}, \
         [(t.name, t.message) for t in result.tests]
     assert result.score == 0 and seconds < 2 * (2.0 + 5) + 5, seconds
+    assert 'if __name__ == "__main__":' in result.tests[0].message
+
+
+def test_top_level_training_gets_the_exercises_import_timeout(tmp_path, grade_file):
+    # A notebook that "trains" for 3 s in its last cell: over a 2 s call limit, within an
+    # exercise's import_timeout of 10 s (manifest [limits]), and counted against time_limit.
+    solution = (SOLUTIONS / "custom_sigmoid" / "correct_tanh.py").read_text()
+    nb = new_notebook(cells=[new_code_cell(solution),
+                             new_code_cell("import time\nfor epoch in range(30):\n    time.sleep(0.1)")])
+    path = save(tmp_path, nb, "custom_sigmoid.ipynb")
+    result = grade_file(path, exercise="custom_sigmoid", tests=CHEAP, call_timeout=2.0,
+                        import_timeout=10.0, time_limit=30.0)
+    assert result.score == result.max_score > 0, [(t.name, t.message) for t in result.tests]
+    result = grade_file(path, exercise="custom_sigmoid", tests=CHEAP, call_timeout=2.0,
+                        time_limit=30.0)
+    assert {t.status for t in result.tests} == {"timeout"}
 
 
 def grade_cli(*args):
