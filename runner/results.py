@@ -95,7 +95,8 @@ class GradingResult:
             "extra_data": {"exercise": self.exercise, "sha256": self.sha256, "seed": self.seed,
                            "sandbox": self.sandbox, "device": self.device,
                            "grader_version": self.grader_version, "flags": self.flags,
-                           "statuses": {t.name: t.status for t in self.tests}},
+                           "statuses": {t.name: t.status for t in self.tests},
+                           "durations": {t.name: round(t.duration, 3) for t in self.tests}},
         }
 
     def to_dict(self) -> dict:

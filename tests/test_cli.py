@@ -68,6 +68,8 @@ def test_reference_full_marks_and_gradescope_schema(tmp_path):
         assert t["status"] in ("passed", "failed") and t["visibility"] in ("visible", "hidden")
     extra = data["extra_data"]
     assert extra["sandbox"] == "bwrap" and isinstance(extra["seed"], int) and len(extra["sha256"]) == 64
+    assert set(extra["durations"]) == set(extra["statuses"])
+    assert all(d > 0 for d in extra["durations"].values())   # each test took some time
 
 
 def test_stub_scores_zero_and_exit_status_is_still_zero(tmp_path):
