@@ -515,6 +515,8 @@ def run_batch(submissions: Path, results: Path, *, settings: Settings = Settings
                     versions=versions, max_scores=max_score)
     results.mkdir(parents=True, exist_ok=True)
     clean_temporaries(results)
+    from .sandbox import sweep_stale_scratch
+    sweep_stale_scratch()          # worker folders of a batch that was killed
     write_json_atomic(results / "batch.json", {
         "submissions": str(Path(submissions).resolve()), "layout": discovery.layout,
         "exercises": the_plan.exercises, "students": the_plan.students,

@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from .container import RESULT_MARKER
 from .exercises import Exercise
 from .grade import grader_version
 from .results import GradingResult, TestOutcome
+from .sandbox import scratch_dir
 from .submission import Submission
 
 IMAGE = "grade:latest"
@@ -166,7 +167,8 @@ def grade_in_container(submission: Submission, exercise: Exercise, *, seed: int,
         command += ["--test", t]
     if overrides:
         command += ["--overrides", json.dumps(overrides)]
-    with tempfile.TemporaryDirectory(prefix="grade-input-") as input_dir:
+    input_dir = scratch_dir("input")
+    try:
         os.chmod(input_dir, 0o755)
         path = Path(input_dir) / f"{exercise.name}.py"
         path.write_bytes(submission.data)
@@ -214,3 +216,5 @@ def grade_in_container(submission: Submission, exercise: Exercise, *, seed: int,
             return result
         finally:
             container.remove(force=True)
+    finally:
+        shutil.rmtree(input_dir, ignore_errors=True)

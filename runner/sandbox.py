@@ -175,13 +175,50 @@ def _state(pid: int) -> str:
         return ""
 
 
+_swept = False
+SCRATCH_KINDS = ("worker", "forked", "input")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def sweep_stale_scratch() -> int:
+    """Remove the scratch folders of grading processes that were killed (SIGKILL skips every
+    cleanup), found by the pid in their names; a live pid, maybe a reused one, keeps its own."""
+    global _swept
+    _swept = True
+    removed = 0
+    for old in Path(tempfile.gettempdir()).glob("grade-*-*-*"):
+        _, kind, pid, _ = old.name.split("-", 3)
+        if kind in SCRATCH_KINDS and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def scratch_dir(kind: str) -> Path:
+    """A private temporary folder ``grade-<kind>-<pid>-*`` for one worker or container input;
+    its owner removes it when done.  The first call in a process sweeps stale ones."""
+    assert kind in SCRATCH_KINDS
+    if not _swept:
+        sweep_stale_scratch()
+    return Path(tempfile.mkdtemp(prefix=f"grade-{kind}-{os.getpid()}-"))
+
+
 class WorkerProcess:
     """A running worker: its channel, its capped output, and how to stop it."""
 
     def __init__(self, spec: WorkerSpec, mode: str):
         self.spec = spec
         self.mode = mode
-        self.workdir = Path(tempfile.mkdtemp(prefix="grade-worker-"))
+        self.workdir = scratch_dir("worker")
         self.stage_dir: Path | None = None
         self.uid: int | None = None   # the worker's own uid (when the judge runs as root)
         self._output = bytearray()

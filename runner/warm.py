@@ -22,12 +22,11 @@ import shutil
 import signal
 import socket
 import struct
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .sandbox import Limits, WorkerProcess, WorkerSpec, process_tree
+from .sandbox import Limits, WorkerProcess, WorkerSpec, process_tree, scratch_dir
 
 HEADER = struct.Struct("!I")
 
@@ -117,7 +116,7 @@ class ForkedWorker(WorkerProcess):
         self.spec = spec
         self.mode = server.mode
         self.server = server
-        self.workdir = Path(tempfile.mkdtemp(prefix="grade-forked-"))
+        self.workdir = scratch_dir("forked")
         self.stage_dir = None
         self.uid = server.uid
         self._output = bytearray()

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -220,6 +221,7 @@ def test_killed_and_resumed_gives_the_same_csvs(klass, tmp_path):
     assert report.plan.kept >= 2                            # graded results were not redone
     assert all(p.read_bytes() == data for p, data in kept.items())
     assert not list(results.glob("*/.*"))                   # no half-written file left
+    assert not list(Path(tempfile.gettempdir()).glob(f"grade-*-{proc.pid}-*"))  # its scratch swept
     same_aggregates(out, results)
 
 

@@ -1,5 +1,7 @@
 """Warm workers forked by a fork server: as isolated as fresh ones, and nothing carries over."""
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -173,3 +175,23 @@ def test_a_worker_keeps_the_cpus_of_its_grading_process(launcher):
         if server is not None:
             server.close()
 
+
+
+def test_scratch_folders_of_killed_processes_are_swept():
+    from runner import sandbox
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"grade-worker-{dead.pid}-abc"
+    live = Path(tempfile.gettempdir()) / f"grade-forked-{os.getppid()}-abc"
+    other = Path(tempfile.gettempdir()) / f"grade-image-{dead.pid}-abc"   # not ours
+    for folder in (stale, live, other):
+        (folder / "stage").mkdir(parents=True)
+    try:
+        assert sandbox.sweep_stale_scratch() >= 1
+        assert not stale.exists() and live.exists() and other.exists()
+        made = sandbox.scratch_dir("worker")
+        assert made.name.startswith(f"grade-worker-{os.getpid()}-")
+        made.rmdir()
+    finally:
+        for folder in (stale, live, other):
+            shutil.rmtree(folder, ignore_errors=True)
