@@ -152,7 +152,8 @@ def docker_or_die(image: str):
 @click.option("--exercise", "only", multiple=True,
               help="Grade only this exercise (repeatable; default: every exercise found).")
 @click.option("--jobs", type=click.IntRange(1, 512), default=1, show_default=True,
-              help="Gradings at a time on this machine (N > 1: a Dask LocalCluster of N processes).")
+              help="Gradings at a time on this machine (N > 1: a Dask LocalCluster of N processes, "
+                   "each on its own share of the CPUs).")
 @click.option("--cluster", metavar="ADDRESS",
               help="Send the gradings to a running Dask scheduler (tcp://host:8786) instead.")
 @click.option("--regrade", is_flag=True, help="Grade again what is already graded.")

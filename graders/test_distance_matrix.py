@@ -175,5 +175,7 @@ def test_speed(student, reference, rng, device, exercise, note):
     def outputs_close(got, want):
         checks.assert_close(got, want, what="pairwise_distances(x) in the timed runs", **ACCURACY)
 
+    # The Gram-matrix and cdist formulations are honestly 5-12x faster than the broadcast
+    # reference on CPU (0.09x seen on a busy single core): flag only what no algorithm explains.
     note(checks.assert_speed(result, exercise.speed_budget, what="pairwise_distances",
-                             outputs_close=outputs_close))
+                             outputs_close=outputs_close, flag_speedup=50.0))

@@ -144,11 +144,27 @@ def result_path(results: Path, student: str, exercise: str) -> Path:
     return Path(results) / student / f"{exercise}.json"
 
 
-def job_seed(base: int | None, student: str, exercise: str) -> int:
-    if base is None:
-        return secrets.randbits(48)
-    digest = hashlib.sha256(f"{base}:{student}:{exercise}".encode()).digest()
+def job_seed(base: int, exercise: str, sha256: str) -> int:
+    """The seed of one grading: from the batch's seed and the file's content, so that two
+    students who hand in the same file get the same inputs and the same score (randomised
+    tests catch some wrong solutions on some inputs only), and a resumed batch grades a file
+    exactly as an uninterrupted one would."""
+    digest = hashlib.sha256(f"{base}:{exercise}:{sha256}".encode()).digest()
     return int.from_bytes(digest[:6], "little")
+
+
+def batch_seed(results: Path, seed: int | None) -> int:
+    """--seed, else the seed of an earlier run into the same results (batch.json), else a fresh
+    secret one.  It is recorded in batch.json, which only instructors see."""
+    if seed is not None:
+        return seed
+    try:
+        earlier = json.loads((Path(results) / "batch.json").read_text()).get("seed")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if isinstance(earlier, int) and not isinstance(earlier, bool):
+        return earlier
+    return secrets.randbits(48)
 
 
 def valid_student_id(student: str) -> bool:
@@ -157,7 +173,7 @@ def valid_student_id(student: str) -> bool:
 
 
 def plan(discovery: Discovery, results: Path, *, roster: list[str] | None = None,
-         only: list[str] | None = None, regrade: bool = False, seed: int | None = None,
+         only: list[str] | None = None, regrade: bool = False, seed: int = 0,
          versions: dict[str, str], max_scores: Callable[[str], float]) -> Plan:
     names = sorted(set(only) if only else {e for _, e in discovery.found})
     students = sorted(set(roster or []) | discovery.students)
@@ -181,7 +197,7 @@ def plan(discovery: Discovery, results: Path, *, roster: list[str] | None = None
                 out.kept += 1
                 continue
             out.jobs.append(Job(student, name, found.relpath, found.path.name, data, sha,
-                                job_seed(seed, student, name)))
+                                job_seed(seed, name, sha)))
     return out
 
 
@@ -511,6 +527,7 @@ def run_batch(submissions: Path, results: Path, *, settings: Settings = Settings
             maxima[name] = max_points(exercises.load(name), device)
         return maxima[name]
 
+    seed = batch_seed(results, seed)
     the_plan = plan(discovery, results, roster=roster, only=only, regrade=regrade, seed=seed,
                     versions=versions, max_scores=max_score)
     results.mkdir(parents=True, exist_ok=True)
@@ -522,7 +539,7 @@ def run_batch(submissions: Path, results: Path, *, settings: Settings = Settings
         "exercises": the_plan.exercises, "students": the_plan.students,
         "unknown_files": discovery.unknown, "ignored_files": discovery.ignored,
         "not_on_roster": sorted(discovery.students - set(roster)) if roster is not None else [],
-        "started": now(), "backend": settings.backend})
+        "started": now(), "backend": settings.backend, "seed": seed})
     on_plan(the_plan)
     records: list[dict] = []
 

@@ -132,9 +132,16 @@ def test_every_student_gets_the_right_kind_of_result(klass):
     assert every == {(f"s0{i}", e) for i in range(1, 6) for e in ("custom_sigmoid", "distance_matrix")}
     meta = json.loads((out / "batch.json").read_text())
     assert meta["unknown_files"] == ["s04/hw3.py"]
-    seeds = {record(out, s, e)["extra_data"]["seed"] for s in ("s01", "s02") for e in
-             ("custom_sigmoid", "distance_matrix")}
-    assert len(seeds) == 4   # one per student x exercise, derived from --seed
+    assert meta["seed"] == SEED
+    # Each grading's seed comes from the batch seed and the file: the same file, the same
+    # inputs (and score), whoever handed it in; another file, other inputs.
+    by_file = {}
+    for r in report.records:
+        extra = r["extra_data"]
+        if extra["status"] == "graded":
+            by_file.setdefault((extra["exercise"], extra["sha256"]), set()).add(extra["seed"])
+    assert all(len(seeds) == 1 for seeds in by_file.values())
+    assert len({next(iter(seeds)) for seeds in by_file.values()}) == len(by_file) > 3
 
 
 def test_results_are_gradescope_files_with_provenance(klass):
@@ -249,6 +256,25 @@ def test_rerun_grades_only_what_changed(klass, tmp_path):
     stale.write_text(json.dumps(data))
     assert planned() == [("s01", "custom_sigmoid"), ("s03", "custom_sigmoid")]  # graders changed
     assert len(planned(regrade=True)) == 7                   # every file (not missing/stray ones)
+
+
+def test_identical_files_get_identical_seeds_and_a_batch_keeps_its_seed(tmp_path):
+    subs = tmp_path / "subs"
+    wrong = (SOLUTIONS / "custom_sigmoid" / "wrong_sigma_squared.py").read_text()
+    for student, text in [("ann", wrong), ("bo", wrong), ("cy", wrong + "\n# mine\n")]:
+        (subs / student).mkdir(parents=True)
+        (subs / student / "custom_sigmoid.py").write_text(text)
+    results = tmp_path / "results"
+    results.mkdir()
+    first = batch.batch_seed(results, None)                  # no --seed, no earlier run: fresh
+    assert first != batch.batch_seed(tmp_path / "other", None)
+    (results / "batch.json").write_text(json.dumps({"seed": first}))
+    assert batch.batch_seed(results, None) == first           # a resumed run keeps it
+    assert batch.batch_seed(results, 5) == 5                  # --seed wins
+    jobs = batch.plan(discover(subs), results, seed=first, versions={"custom_sigmoid": "v"},
+                      max_scores=lambda name: 1.0).jobs
+    seeds = {j.student: j.seed for j in jobs}
+    assert seeds["ann"] == seeds["bo"] != seeds["cy"]
 
 
 def test_nbgrader_exchange_layout(tmp_path):
