@@ -157,8 +157,9 @@ def docker_or_die(image: str):
 @click.option("--cluster", metavar="ADDRESS",
               help="Send the gradings to a running Dask scheduler (tcp://host:8786) instead.")
 @click.option("--regrade", is_flag=True, help="Grade again what is already graded.")
-@click.option("--seed", type=int, help="Base seed: each student x exercise gets a seed derived from "
-              "it (default: fresh secret seeds; recorded in each result).")
+@click.option("--seed", type=int, help="Base seed: each file's seed is derived from it and the file's "
+              "content, so identical files get identical inputs (default: the seed of an earlier "
+              "run into OUT, else a fresh secret one; recorded in batch.json).")
 @sandbox_option
 @device_option
 @backend_option
