@@ -9,9 +9,11 @@
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -73,6 +75,8 @@ backend_option = click.option("--backend", type=click.Choice(["local", "docker"]
 gpu_option = click.option("--gpu", default="auto", show_default=True,
                           help="docker backend: 'auto' (all GPUs if the host has any, else none), "
                                "'none', 'all', or one GPU index to pin (one container per GPU).")
+image_option = click.option("--image", default="grade:latest", show_default=True,
+                            help="docker backend: the image.")
 
 
 @main.command()
@@ -86,7 +90,7 @@ gpu_option = click.option("--gpu", default="auto", show_default=True,
 @device_option
 @backend_option
 @gpu_option
-@click.option("--image", default="grade:latest", show_default=True, help="docker backend: the image.")
+@image_option
 def submit(files, exercise_name, results_path, seed, tests, sandbox, device, backend, gpu, image):
     """Grade FILES and print a per-test report (exit 0 whenever grading finished)."""
     targets = []
@@ -143,6 +147,22 @@ def docker_or_die(image: str):
     return dc
 
 
+@contextlib.contextmanager
+def gradebook_warnings_as_lines():
+    """What the tables found wrong in the results, one line each (not Python's warning format)."""
+    from runner.gradebook import GradebookWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GradebookWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, GradebookWarning):
+                    click.echo(f"warning: {w.message}", err=True)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 @main.command()
 @click.argument("submissions", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--out", "results", type=click.Path(path_type=Path), required=True,
@@ -164,7 +184,7 @@ def docker_or_die(image: str):
 @device_option
 @backend_option
 @gpu_option
-@click.option("--image", default="grade:latest", show_default=True, help="docker backend: the image.")
+@image_option
 def batch(submissions, results, roster, only, jobs, cluster, regrade, seed, sandbox, device,
           backend, gpu, image):
     """Grade a whole class, resumably (see docs/batch.md).
@@ -192,7 +212,7 @@ def batch(submissions, results, roster, only, jobs, cluster, regrade, seed, sand
     console = Console(stderr=True)
     progress = BatchProgress(console)
     try:
-        with progress:
+        with gradebook_warnings_as_lines(), progress:
             report = b.run_batch(submissions, results, settings=settings, roster_path=roster,
                                  only=list(only) or None, regrade=regrade, seed=seed, jobs=jobs,
                                  cluster=cluster, on_plan=progress.start, on_record=progress.advance)
@@ -206,11 +226,10 @@ def batch(submissions, results, roster, only, jobs, cluster, regrade, seed, sand
 @click.option("--roster", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 def report(results, roster):
     """Rebuild tests.csv, gradebook.csv and report.html from RESULTS/<student>/<exercise>.json."""
-    from runner.gradebook import write_csvs
-    from runner.html_report import write_html_report
+    from runner.html_report import write_reports
     try:
-        written = write_csvs(results, roster)
-        written["report"] = write_html_report(results, roster_path=roster)
+        with gradebook_warnings_as_lines():
+            written = write_reports(results, roster)
     except ValueError as e:
         die(str(e))
     for path in written.values():

@@ -23,7 +23,6 @@ import atexit
 import dataclasses
 import hashlib
 import json
-import os
 import secrets
 import socket
 import time
@@ -125,7 +124,6 @@ class Job:
     student: str
     exercise: str
     relpath: str
-    filename: str
     data: bytes
     sha256: str
     seed: int
@@ -173,7 +171,7 @@ def valid_student_id(student: str) -> bool:
 
 
 def plan(discovery: Discovery, results: Path, *, roster: list[str] | None = None,
-         only: list[str] | None = None, regrade: bool = False, seed: int = 0,
+         only: list[str] | None = None, regrade: bool = False, seed: int,
          versions: dict[str, str], max_scores: Callable[[str], float]) -> Plan:
     names = sorted(set(only) if only else {e for _, e in discovery.found})
     students = sorted(set(roster or []) | discovery.students)
@@ -196,7 +194,7 @@ def plan(discovery: Discovery, results: Path, *, roster: list[str] | None = None
             if not regrade and already_graded(results, student, name, sha, versions[name]):
                 out.kept += 1
                 continue
-            out.jobs.append(Job(student, name, found.relpath, found.path.name, data, sha,
+            out.jobs.append(Job(student, name, found.relpath, data, sha,
                                 job_seed(seed, name, sha)))
     return out
 
@@ -298,11 +296,7 @@ def grade_job(job: Job, settings: Settings) -> dict:
     try:
         submission = from_file_bytes(job.data, Path(job.relpath))
     except UnusableSubmission as e:
-        from .grade import grader_version
-        from .verify import max_points
-        return empty_record(job.student, job.exercise, "unusable", str(e),
-                            max_points(exercise, pick_device(settings)), grader_version(exercise),
-                            job.relpath, job.sha256, job.seed, settings.backend)
+        return ungraded_record(job, settings, "unusable", str(e))
     overrides = dict(settings.overrides)
     if settings.backend == "docker":
         from .docker_backend import IMAGE, grade_in_container
@@ -365,12 +359,6 @@ def gpu_layout(choice: str, jobs: int, cluster: str | None, backend: str) -> tup
 
 # ---- running a batch --------------------------------------------------------------
 
-@dataclass
-class Outcome:
-    written: list[Path] = field(default_factory=list)
-    records: list[dict] = field(default_factory=list)
-
-
 def write_record(results: Path, record: dict) -> Path:
     extra = record["extra_data"]
     path = result_path(results, extra["student"], extra["exercise"])
@@ -387,11 +375,12 @@ def clean_temporaries(results: Path) -> int:
     return removed
 
 
-def error_record(job: Job, settings: Settings, message: str) -> dict:
+def ungraded_record(job: Job, settings: Settings, status: str, message: str) -> dict:
+    """A job that got no grading: its file is unusable, or the platform failed ("error")."""
     from .grade import grader_version
     from .verify import max_points
     exercise = exercises.load(job.exercise)
-    return empty_record(job.student, job.exercise, "error", message,
+    return empty_record(job.student, job.exercise, status, message,
                         max_points(exercise, pick_device(settings)), grader_version(exercise),
                         job.relpath, job.sha256, job.seed, settings.backend)
 
@@ -402,7 +391,7 @@ def run_local(jobs: list[Job], settings: Settings, on_record: Callable[[dict], N
         try:
             record = grade_job(job, settings)
         except Exception as e:   # the platform failed, not the student: regraded next run
-            record = error_record(job, settings, f"{type(e).__name__}: {e}")
+            record = ungraded_record(job, settings, "error", f"{type(e).__name__}: {e}")
         on_record(record)
 
 
@@ -445,7 +434,7 @@ def run_dask(jobs: list[Job], settings: Settings, on_record: Callable[[dict], No
             try:
                 record = future.result()
             except Exception as e:   # the worker process died (KilledWorker) or the platform failed
-                record = error_record(job, settings, f"{type(e).__name__}: {e}")
+                record = ungraded_record(job, settings, "error", f"{type(e).__name__}: {e}")
             on_record(record)
     finally:
         client.close()
@@ -453,14 +442,15 @@ def run_dask(jobs: list[Job], settings: Settings, on_record: Callable[[dict], No
             cluster.close()
 
 
-def worker_versions() -> dict[str, str]:
+def grader_versions() -> dict[str, str]:
+    """Exercise -> grader version in this installation (the batch's and each Dask worker's)."""
     from .grade import grader_version
     return {e.name: grader_version(e) for e in exercises.all_exercises()}
 
 
 def check_remote_versions(client, versions: dict[str, str]) -> None:
     """Every worker must grade with the same graders as this checkout."""
-    theirs = client.run(worker_versions)
+    theirs = client.run(grader_versions)
     for worker, found in theirs.items():
         stale = sorted(n for n, v in versions.items() if found.get(n) != v)
         if stale:
@@ -504,9 +494,8 @@ def run_batch(submissions: Path, results: Path, *, settings: Settings = Settings
               cluster: str | None = None,
               on_plan: Callable[[Plan], None] = lambda plan: None,
               on_record: Callable[[dict], None] = lambda record: None) -> BatchReport:
-    from .gradebook import read_roster, write_csvs
-    from .grade import grader_version
-    from .html_report import write_html_report
+    from .gradebook import read_roster
+    from .html_report import write_reports
     from .verify import max_points
 
     started = time.monotonic()
@@ -518,18 +507,12 @@ def run_batch(submissions: Path, results: Path, *, settings: Settings = Settings
         raise ValueError(f"student ids that cannot name a results folder: {bad[:5]}")
     for name in only or []:
         exercises.load(name)   # unknown names fail here, before any work
-    versions = {e.name: grader_version(e) for e in exercises.all_exercises()}
+    versions = grader_versions()
     device = pick_device(settings)
-    maxima: dict[str, float] = {}
-
-    def max_score(name: str) -> float:
-        if name not in maxima:
-            maxima[name] = max_points(exercises.load(name), device)
-        return maxima[name]
-
     seed = batch_seed(results, seed)
     the_plan = plan(discovery, results, roster=roster, only=only, regrade=regrade, seed=seed,
-                    versions=versions, max_scores=max_score)
+                    versions=versions,
+                    max_scores=lambda name: max_points(exercises.load(name), device))
     results.mkdir(parents=True, exist_ok=True)
     clean_temporaries(results)
     from .sandbox import sweep_stale_scratch
@@ -556,6 +539,5 @@ def run_batch(submissions: Path, results: Path, *, settings: Settings = Settings
         else:
             run_dask(the_plan.jobs, settings, accept, n_workers=jobs, address=cluster,
                      versions=versions)
-    aggregates = write_csvs(results, roster_path)
-    aggregates["report"] = write_html_report(results, roster_path=roster_path)
+    aggregates = write_reports(results, roster_path)
     return BatchReport(the_plan, discovery, records, aggregates, time.monotonic() - started)

@@ -319,12 +319,16 @@ def _defuse_formulas(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return table
 
 
-def write_csvs(results_dir: Path | str, roster_path: Path | str | None = None) -> dict[str, Path]:
-    """Rebuild RESULTS/tests.csv and RESULTS/gradebook.csv; returns {"tests": ..., "gradebook": ...}."""
-    results_dir = Path(results_dir)
-    roster = read_roster(roster_path) if roster_path is not None else None
-    results = load_results(results_dir)
+def write_tables(results_dir: Path, results: list[dict], roster: pd.DataFrame | None) -> dict[str, Path]:
+    """Write RESULTS/tests.csv and RESULTS/gradebook.csv from loaded results."""
     paths = {"tests": results_dir / "tests.csv", "gradebook": results_dir / "gradebook.csv"}
     write_text_atomic(paths["tests"], to_csv_text(_defuse_formulas(long_table(results), ["message"])))
     write_text_atomic(paths["gradebook"], to_csv_text(gradebook_table(results, roster)))
     return paths
+
+
+def write_csvs(results_dir: Path | str, roster_path: Path | str | None = None) -> dict[str, Path]:
+    """Rebuild RESULTS/tests.csv and RESULTS/gradebook.csv; returns {"tests": ..., "gradebook": ...}."""
+    results_dir = Path(results_dir)
+    roster = read_roster(roster_path) if roster_path is not None else None
+    return write_tables(results_dir, load_results(results_dir), roster)

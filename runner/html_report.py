@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .gradebook import (BATCH_STATUSES, GradebookWarning, exercise_maxima, gradebook_table, load_results,
-                        read_roster, write_text_atomic)
+                        read_roster, write_tables, write_text_atomic)
 from .results import STATUSES
 
 TOP_MESSAGES = 10
@@ -294,12 +294,24 @@ def write_html_report(results_dir: Path | str, out: Path | str | None = None, *,
     GradebookWarnings raised while reading the results are listed in the report and raised
     again for the caller.
     """
+    return _write(results_dir, roster_path, out=out, tables=False)["report"]
+
+
+def write_reports(results_dir: Path | str, roster_path: Path | str | None = None) -> dict[str, Path]:
+    """Rebuild tests.csv, gradebook.csv and report.html from the per-result files, reading them
+    once; each GradebookWarning is listed in the report and raised once for the caller."""
+    return _write(results_dir, roster_path, out=None, tables=True)
+
+
+def _write(results_dir: Path | str, roster_path: Path | str | None, *, out: Path | str | None,
+           tables: bool) -> dict[str, Path]:
     results_dir = Path(results_dir)
     out = Path(out) if out is not None else results_dir / "report.html"
     roster = read_roster(roster_path) if roster_path is not None else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GradebookWarning)
         results = load_results(results_dir)
+        paths = write_tables(results_dir, results, roster) if tables else {}
         maxima = exercise_maxima(results)
         gradebook = gradebook_table(results, roster)
     seen = list(dict.fromkeys((w.category, str(w.message)) for w in caught))
@@ -307,5 +319,5 @@ def write_html_report(results_dir: Path | str, out: Path | str | None = None, *,
     problems = [m for c, m in seen if issubclass(c, GradebookWarning)] + batch_problems
     write_text_atomic(out, render_report(results, gradebook, maxima, problems, unknown))
     for category, message in seen:
-        warnings.warn(message, category, stacklevel=2)
-    return out
+        warnings.warn(message, category, stacklevel=3)
+    return paths | {"report": out}

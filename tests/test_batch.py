@@ -326,9 +326,14 @@ def test_cli_batch_and_report(tmp_path):
     assert "graded" in run.stderr and "custom_sigmoid" in run.stderr
     assert record(out, "zed", "custom_sigmoid")["extra_data"]["status"] == "graded"
     (out / "gradebook.csv").unlink()
+    (out / "amy").mkdir()
+    (out / "amy" / "custom_sigmoid.json").write_text("{broken")
     run = subprocess.run([sys.executable, "-m", "cli", "report", str(out)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and (out / "gradebook.csv").exists()
+    # A broken result file is reported once, in one line, and counted as an error result.
+    assert run.stderr.count("amy/custom_sigmoid.json: not valid JSON") == 1, run.stderr
+    assert "Warning" not in run.stderr and "amy" in (out / "gradebook.csv").read_text()
     bad_roster = tmp_path / "roster.csv"
     bad_roster.write_text("name\nzed\n")
     run = subprocess.run([sys.executable, "-m", "cli", "batch", str(subs), "--out", str(out),
