@@ -25,7 +25,7 @@ from rich.text import Text
 
 from . import exercises
 from .exercises import GRADERS, ROOT, Exercise
-from .grade import Options, close_reference_workers, fork_server, grade
+from .grade import Options, close_reference_workers, fork_server, grade, grader_version
 from .results import GradingResult
 from .submission import read
 
@@ -109,14 +109,21 @@ class GraderCollector:
                 self.gpu.add(item.name)
 
 
-def collect_tests(exercise: Exercise) -> "GraderCollector":
-    """Read the grader's tests and markers without running it."""
-    collector = GraderCollector()
-    with contextlib.redirect_stdout(io.StringIO()):
-        pytest.main([str(exercise.grader), "--collect-only", "-q", "-p", "no:cacheprovider",
-                     "--rootdir", str(ROOT), "-c", str(GRADERS / "pytest.ini"),
-                     "--import-mode=importlib"], plugins=[collector])
-    return collector
+_collected: dict[tuple[str, str], GraderCollector] = {}
+
+
+def collect_tests(exercise: Exercise) -> GraderCollector:
+    """Read the grader's tests and markers without running it (a pytest collection, ~0.6 s;
+    kept per exercise and grader version, so a batch pays it once per exercise)."""
+    key = (exercise.name, grader_version(exercise))
+    if key not in _collected:
+        collector = GraderCollector()
+        with contextlib.redirect_stdout(io.StringIO()):
+            pytest.main([str(exercise.grader), "--collect-only", "-q", "-p", "no:cacheprovider",
+                         "--rootdir", str(ROOT), "-c", str(GRADERS / "pytest.ini"),
+                         "--import-mode=importlib"], plugins=[collector])
+        _collected[key] = collector
+    return _collected[key]
 
 
 def collect_points(exercise: Exercise) -> dict[str, float]:
