@@ -56,10 +56,6 @@ class Exercise:
     import_timeout: float | None = None
 
     @property
-    def load_timeout(self) -> float:
-        return self.call_timeout if self.import_timeout is None else self.import_timeout
-
-    @property
     def stub(self) -> Path:
         return ASSIGNMENTS / self.name / f"{self.name}.py"
 

@@ -117,7 +117,7 @@ def start_workers(submission: Submission, exercise: Exercise, mode: str, device:
         launcher = options.fork_server if mode in ("bwrap", "none") else None
         student = Worker(spec(submission.data, "student"), mode, role="student",
                          call_timeout=exercise.call_timeout,
-                         import_timeout=exercise.load_timeout,
+                         import_timeout=exercise.import_timeout,
                          deadline=Deadline(exercise.time_limit), launcher=launcher)
         student.start()
     if uses_fixture(exercise.grader, "reference"):
