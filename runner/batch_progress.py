@@ -8,6 +8,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
+COUNTED = ("graded", "unusable", "missing", "timed out", "error")   # BatchReport.summary's counts
+
 
 class BatchProgress:
     def __init__(self, console: Console):
@@ -41,11 +43,10 @@ class BatchProgress:
     def print_summary(self, report, results: Path) -> None:
         summary = report.summary(results)
         table = Table(title=f"batch: {len(report.records)} written in {report.seconds:.0f} s")
-        for col in ("graded", "unusable", "missing", "timed out", "error"):
+        for col in COUNTED:
             table.add_column(col, justify="right")
         counts = summary["counts"]
-        table.add_row(*(str(counts.get(c, 0)) for c in ("graded", "unusable", "missing",
-                                                          "timed out", "error")))
+        table.add_row(*(str(counts.get(c, 0)) for c in COUNTED))
         self.console.print(table)
         means = Table(title="mean score of graded submissions")
         means.add_column("exercise")

@@ -215,16 +215,22 @@ def scratch_dir(kind: str) -> Path:
 class WorkerProcess:
     """A running worker: its channel, its capped output, and how to stop it."""
 
+    scratch_kind = "worker"
+
     def __init__(self, spec: WorkerSpec, mode: str):
         self.spec = spec
         self.mode = mode
-        self.workdir = scratch_dir("worker")
+        self.workdir = scratch_dir(self.scratch_kind)
         self.stage_dir: Path | None = None
         self.uid: int | None = None   # the worker's own uid (when the judge runs as root)
         self._output = bytearray()
         self._output_total = 0
         self.output_exceeded = False
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            shutil.rmtree(self.workdir, ignore_errors=True)   # nothing started uses it
+            raise
 
     # -- launching ------------------------------------------------------------
     def _start(self) -> None:

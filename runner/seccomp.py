@@ -3,10 +3,10 @@
 A submission has no reason to start processes, and forbidding it removes a
 whole class of attacks at once: fork bombs, processes left running after
 the worker is gone, memory limits multiplied by forking, ``subprocess`` to
-reach tools.  Changing its CPU affinity is refused too: ``grade batch --jobs N``
-confines each grading process to its share of the CPUs.  Threads (``clone`` with CLONE_THREAD) stay allowed; torch
+reach tools.  Threads (``clone`` with CLONE_THREAD) stay allowed; torch
 needs them.  A few syscalls that only serve escapes and snooping are
-refused as well.
+refused as well, and so is changing the CPU affinity: ``grade batch --jobs N``
+confines each grading process to its share of the CPUs.
 
 The filter is compiled with libseccomp (present on every Debian/Ubuntu
 system) through ctypes and handed to bubblewrap (``--seccomp FD``).  Where

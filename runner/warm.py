@@ -18,7 +18,6 @@ import array
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import struct
@@ -26,7 +25,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .sandbox import Limits, WorkerProcess, WorkerSpec, process_tree, scratch_dir
+from .sandbox import Limits, WorkerProcess, WorkerSpec, process_tree
 
 HEADER = struct.Struct("!I")
 
@@ -112,29 +111,27 @@ class _ServerProcess(WorkerProcess):
 class ForkedWorker(WorkerProcess):
     """One worker forked by the server: looks like a WorkerProcess to the client."""
 
+    scratch_kind = "forked"
+
     def __init__(self, spec: WorkerSpec, server: _ServerProcess):
-        self.spec = spec
-        self.mode = server.mode
         self.server = server
-        self.workdir = scratch_dir("forked")
-        self.stage_dir = None
-        self.uid = server.uid
-        self._output = bytearray()
-        self._output_total = 0
-        self.output_exceeded = False
         self._code: int | None = None
+        super().__init__(spec, server.mode)
+
+    def _start(self) -> None:
+        self.uid = self.server.uid
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
         try:
-            reply = server.request(self._spawn_request(), fds=[req_r, rep_w, out_w],
-                                   payload=spec.source)
+            reply = self.server.request(self._spawn_request(), fds=[req_r, rep_w, out_w],
+                                        payload=self.spec.source)
         finally:
             for fd in (req_r, rep_w, out_w):
                 os.close(fd)
         self.ns_pid = int(reply["pid"])
-        self.host_pid = next((p for p in process_tree(server.host_pid or -1)
-                              if _ns_pid(p) == (server.host_pid, self.ns_pid)), None)
+        self.host_pid = next((p for p in process_tree(self.server.host_pid or -1)
+                              if _ns_pid(p) == (self.server.host_pid, self.ns_pid)), None)
         self.fd_in, self.fd_out = rep_r, req_w
         self._drain = threading.Thread(target=self._drain_output, args=(out_r,), daemon=True)
         self._drain.start()

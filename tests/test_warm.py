@@ -3,12 +3,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from runner.client import RemoteNamespace, StudentRaised, Worker, WorkerFailed
+from runner.client import RemoteNamespace, Worker, WorkerFailed
 from runner.grade import HIDDEN, fork_server
 from runner.sandbox import Limits, WorkerSpec, bwrap_path, process_tree
 
